@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const buildDir = path.join(root, 'build', 'native');
+// LORA_STUDIO_BUILD_DIR builds elsewhere (parallel builds of one tree).
+const buildDir = process.env.LORA_STUDIO_BUILD_DIR ? path.resolve(process.env.LORA_STUDIO_BUILD_DIR) : path.join(root, 'build', 'native');
 const debug = process.argv.includes('--debug');
 
 function run(cmd, args) {
