@@ -14,6 +14,7 @@
 #include "common/memory.h"
 #include "common/threads.h"
 #include "kernels/gemm.h"
+#include "model/bench.h"
 #include "model/loader.h"
 #include "model/model.h"
 
@@ -522,7 +523,24 @@ Napi::Value MeasurePeakFlops(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// benchLinear(tokens, out, in, 'f32'|'bf16'|'nf4', iterations) -> Promise<seconds per call>
+Napi::Value BenchLinear(const Napi::CallbackInfo& info) {
+  int64_t t = info[0].As<Napi::Number>().Int64Value();
+  int64_t out = info[1].As<Napi::Number>().Int64Value();
+  int64_t in = info[2].As<Napi::Number>().Int64Value();
+  std::string kind = info[3].As<Napi::String>().Utf8Value();
+  int iterations = info[4].As<Napi::Number>().Int32Value();
+  ls::DType dt = kind == "nf4" ? ls::DType::NF4 : kind == "bf16" ? ls::DType::BF16 : ls::DType::F32;
+  auto result = std::make_shared<double>(0);
+  auto* w = new LambdaWorker(info.Env(), [=] { *result = ls::bench_linear_forward(t, out, in, dt, iterations); },
+                             [result](Napi::Env env) { return Napi::Number::New(env, *result); }, [] {});
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("benchLinear", Napi::Function::New(env, BenchLinear));
   NativeCache::Init(env);
   NativeModel::Init(env, exports);
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
