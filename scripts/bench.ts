@@ -148,8 +148,9 @@ async function main() {
       log(`\n${preset} ${method} seq ${spec.seq}: running…`);
       const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', JSON.stringify(spec)], { encoding: 'utf8', maxBuffer: 1 << 24 });
       if (r.status !== 0) {
-        rows.push({ ...spec, error: (r.stderr || '').trim().split('\n').slice(-3).join(' ') });
-        log(`  failed: ${rows[rows.length - 1]!.error}`);
+        const error = (r.stderr || '').trim().split('\n').slice(-3).join(' ');
+        rows.push({ ...spec, error });
+        log(`  failed: ${error}`);
         continue;
       }
       const result = JSON.parse(r.stdout.trim().split('\n').slice(-1)[0]!) as EngineResult;
