@@ -318,12 +318,12 @@ export class EngineModel {
   }
 
   /** Adds the adapter into the (bf16) base weights; the adapter then costs nothing at inference. */
-  mergeAdapter(name: string, signal?: AbortSignal): Promise<void> {
+  async mergeAdapter(name: string, signal?: AbortSignal): Promise<void> {
     this.checkAdapter(name);
     return this.run('merging the adapter', signal, () => this.handle.mergeAdapter(name));
   }
 
-  unmergeAdapter(name: string, signal?: AbortSignal): Promise<void> {
+  async unmergeAdapter(name: string, signal?: AbortSignal): Promise<void> {
     this.checkAdapter(name);
     return this.run('unmerging the adapter', signal, () => this.handle.unmergeAdapter(name));
   }
@@ -345,13 +345,13 @@ export class EngineModel {
   // ---- training ------------------------------------------------------------------
 
   /** Forward and backward of one micro-batch: adds the adapter gradients, returns the loss sum. */
-  trainStep(batch: Batch, opts: StepOptions = {}): Promise<LossResult> {
+  async trainStep(batch: Batch, opts: StepOptions = {}): Promise<LossResult> {
     const b = { ...this.checkBatch(batch), checkpointing: opts.checkpointing ?? true };
     return this.run('the training step', opts.signal, () => this.handle.trainStep(b));
   }
 
   /** Forward only: loss sum and trained-token count (no gradients, no dropout). */
-  evalLoss(batch: Batch, opts: { signal?: AbortSignal } = {}): Promise<LossResult> {
+  async evalLoss(batch: Batch, opts: { signal?: AbortSignal } = {}): Promise<LossResult> {
     const b = this.checkBatch(batch);
     return this.run('the evaluation', opts.signal, () => this.handle.evalLoss(b));
   }
@@ -389,7 +389,7 @@ export class EngineModel {
    * model, appending them to the cache. Returns logits [batch, V] of each
    * sequence's last new token, or [batch, count, V] with allPositions.
    */
-  forward(cache: KvCache, tokens: Int32Array | readonly number[], opts: { allPositions?: boolean; signal?: AbortSignal } = {}): Promise<Float32Array> {
+  async forward(cache: KvCache, tokens: Int32Array | readonly number[], opts: { allPositions?: boolean; signal?: AbortSignal } = {}): Promise<Float32Array> {
     if (!(cache instanceof KvCache)) throw new EngineInputError('cache', 'expected a cache from createCache()');
     const count = tokens.length / cache.batch;
     if (!Number.isInteger(count) || count < 1)

@@ -40,11 +40,11 @@ export function rng(seed: number): () => number {
  * s+2·step, ... (mod vocab) from a random start; every token after the first
  * is trained. A model that learned it predicts each next token exactly.
  */
-export function progressionBatch(random: () => number, batch: number, seq: number, vocab: number, step = 3) {
+export function progressionBatch(random: () => number, batch: number, seq: number, modulus: number, step = 3) {
   const ids = new Int32Array(batch * seq);
   for (let b = 0; b < batch; ++b) {
-    const start = Math.floor(random() * vocab);
-    for (let t = 0; t < seq; ++t) ids[b * seq + t] = (start + t * step) % vocab;
+    const start = Math.floor(random() * modulus);
+    for (let t = 0; t < seq; ++t) ids[b * seq + t] = (start + t * step) % modulus;
   }
   const labels = Int32Array.from(ids);
   for (let b = 0; b < batch; ++b) labels[b * seq] = -100;
