@@ -5,18 +5,26 @@
 //   * The weight matrix W [rows, cols] is taken in row-major order and cut into
 //     blocks of kNf4BlockSize = 64 consecutive values (rows*cols must be a
 //     multiple of 64; every supported model dimension is).
-//   * absmax[b] = max |w| over block b (fp32). Each w is divided by absmax[b]
-//     and mapped to the index of the nearest of the 16 code values kNf4Code
-//     (ties go to the larger index, matching bitsandbytes' decision tree).
+//   * absmax[b] = max |w| over block b (fp32). Each w is multiplied by
+//     1 / max(absmax[b], 1e-38), clamped to [-1, 1] and mapped to the index of
+//     the nearest of the 16 code values kNf4Code; a value exactly on a midpoint
+//     (c_i + c_{i+1}) / 2 (fp32) takes the LOWER index (bitsandbytes' CPU path,
+//     torch.bucketize; its CUDA decision tree uses other thresholds).
 //     Two 4-bit indices share a byte: the first (even) element in the HIGH
 //     nibble, the second in the low nibble (bitsandbytes' packing).
 //   * Double quantization (bitsandbytes' compress_statistics): the fp32
-//     absmax values, less their mean `absmax_mean`, are cut into blocks of
-//     kNf4AbsmaxBlock = 256; each block stores one fp32 scale (its max |value|)
-//     and each value the uint8 index of the nearest entry of bitsandbytes'
-//     signed dynamic 8-bit code (create_dynamic_map(signed=True)) after
-//     division by the scale. Cost: 4 + 8/64 + 32/(64*256) = 4.127 bits/weight.
-//   * Dequantize: w = kNf4Code[idx] * (kDynamicCode[q] * scale[b/256] + mean).
+//     absmax values, less their mean `absmax_mean` (torch's fp32 sum order,
+//     see nf4.cpp), are cut into blocks of kNf4AbsmaxBlock = 256; each block
+//     stores one fp32 scale (its max |value|) and each value a uint8 index into
+//     bitsandbytes' signed dynamic 8-bit code (create_dynamic_map(signed=True))
+//     found as bitsandbytes' CPU kernel does: through a 65536-point lookup grid
+//     over [-1, 1] (the nearest code of the nearest grid point, which near 0 is
+//     not always the nearest code). Cost: 4 + 8/64 + 32/(64*256) = 4.127
+//     bits/weight.
+//   * Dequantize: w = kNf4Code[idx] * (kDynamicCode[q] * scale[b/256] + mean),
+//     the product and the sum rounded separately (no fused multiply-add).
+// nf4.cpp's top comment records each step; tests/native/test_nf4.cpp checks
+// them bit for bit against bitsandbytes' output.
 #pragma once
 #include <cstddef>
 #include <cstdint>

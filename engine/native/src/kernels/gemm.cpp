@@ -1,0 +1,592 @@
+// Matrix products: the blocked, packed, multithreaded GEMM driver, the
+// portable kernels (the only ones on non-x86 CPUs and the LORA_STUDIO_ISA=scalar
+// path), the scalar references, and the dispatch on active_isa().
+//
+// Dimension legend:
+//   M, N, K   C[M,N] = op(A)[M,K] · op(B)[K,N]
+//   T         tokens (rows of X / dY);  in, out  a weight W [out, in]
+//   MR, NR    micro-tile (per ISA: AVX-512 14x32, AVX2 6x16, portable 4x16)
+//   MC, KC    packed A block [MC, KC] (~L2), B micro-panel [KC, NR] (~L1)
+//   NC        columns of one work item (its packed B block [KC, NC])
+//
+// The blocked algorithm (GotoBLAS / BLIS):
+//   work items = a grid of (row range, column range) of C, spread over the
+//   threads with parallel_for. Each item, for each KC slice of K:
+//     pack B[k0:k0+kc, n-range] into NR-wide panels (weights are dequantized
+//       here, one tile at a time: a whole fp32 copy of W never exists)
+//     for each MC block of its rows: pack A into MR-wide panels, then
+//       for each B panel, for each A panel: micro-kernel -> MR x NR of C.
+//   The first KC slice applies beta (beta == 0 overwrites C), later ones add.
+// Linear layers with few tokens (generation) skip packing: each weight row is
+// dequantized once and dotted with every token row (forward), or added into
+// per-thread column chunks of dX (backward); both stream W once.
+#include "gemm.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../common/cpu.h"
+#include "../common/memory.h"
+#include "../common/threads.h"
+#include "gemm_internal.h"
+
+namespace ls {
+namespace gemm {
+namespace {
+
+// ============================================================================
+// Portable kernels
+// ============================================================================
+
+constexpr int kPortableMR = 4, kPortableNR = 16;
+
+void micro_portable(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                    float beta) {
+  float acc[kPortableMR][kPortableNR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* bk = b + k * kPortableNR;
+    for (int i = 0; i < kPortableMR; ++i) {
+      const float ai = a[k * kPortableMR + i];
+      for (int j = 0; j < kPortableNR; ++j) acc[i][j] += ai * bk[j];
+    }
+  }
+  for (int i = 0; i < kPortableMR; ++i) {
+    float* ci = c + i * ldc;
+    if (beta == 0.0f) {
+      for (int j = 0; j < kPortableNR; ++j) ci[j] = alpha * acc[i][j];
+    } else {
+      for (int j = 0; j < kPortableNR; ++j) ci[j] = alpha * acc[i][j] + beta * ci[j];
+    }
+  }
+}
+
+void transpose_panel_portable(const float* src, int64_t lds, int rows, int64_t kc, int width,
+                              float* dst) {
+  constexpr int64_t kStep = 16;  // k-columns per pass, so dst stays in cache
+  for (int64_t k0 = 0; k0 < kc; k0 += kStep) {
+    const int64_t k1 = std::min(kc, k0 + kStep);
+    for (int r = 0; r < rows; ++r) {
+      const float* s = src + r * lds;
+      for (int64_t k = k0; k < k1; ++k) dst[k * width + r] = s[k];
+    }
+    for (int64_t k = k0; k < k1; ++k)
+      for (int r = rows; r < width; ++r) dst[k * width + r] = 0.0f;
+  }
+}
+
+void bf16_to_f32_portable(const uint16_t* src, int64_t n, float* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
+}
+
+void nf4_blocks_to_f32_portable(const uint8_t* src, int64_t blocks, const float* absmax,
+                                float* dst) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float a = absmax[b];
+    for (int i = 0; i < kNf4BlockSize / 2; ++i) {
+      const uint8_t byte = src[b * (kNf4BlockSize / 2) + i];
+      dst[b * kNf4BlockSize + 2 * i] = kNf4Code[byte >> 4] * a;
+      dst[b * kNf4BlockSize + 2 * i + 1] = kNf4Code[byte & 15] * a;
+    }
+  }
+}
+
+void dot_rows_portable(const float* x, int64_t ldx, int64_t rows, const float* w, int64_t k,
+                       float* y, int64_t ldy, bool accumulate) {
+  for (int64_t t = 0; t < rows; ++t) {
+    const float* xt = x + t * ldx;
+    float part[8] = {};
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8)
+      for (int j = 0; j < 8; ++j) part[j] += xt[i + j] * w[i + j];
+    float sum = 0.0f;
+    for (; i < k; ++i) sum += xt[i] * w[i];
+    for (int j = 0; j < 8; ++j) sum += part[j];
+    y[t * ldy] = accumulate ? y[t * ldy] + sum : sum;
+  }
+}
+
+void axpy_rows_portable(int64_t n, const float* a, int rows, const float* x, int64_t ldx,
+                        float* y) {
+  for (int r = 0; r < rows; ++r) {
+    const float ar = a[r];
+    const float* xr = x + r * ldx;
+    for (int64_t i = 0; i < n; ++i) y[i] += ar * xr[i];
+  }
+}
+
+double peak_loop_portable(double seconds) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
+  constexpr int kLanes = 32, kInner = 4096;
+  float acc[kLanes];
+  for (int j = 0; j < kLanes; ++j) acc[j] = float(j) * 1e-3f;
+  volatile float mul_in = 0.999999f, add_in = 1e-6f;
+  const float mul = mul_in, add = add_in;
+  int64_t rounds = 0;
+  do {
+    for (int r = 0; r < kInner; ++r)
+      for (int j = 0; j < kLanes; ++j) acc[j] = acc[j] * mul + add;
+    ++rounds;
+  } while (Clock::now() < deadline);
+  float sink = 0.0f;
+  for (int j = 0; j < kLanes; ++j) sink += acc[j];
+  volatile float keep = sink;
+  (void)keep;
+  return double(rounds) * kInner * kLanes * 2.0;
+}
+
+// ============================================================================
+// Blocking, workspace, operand packing
+// ============================================================================
+
+constexpr int64_t kKC = 256;          // packed depth: a B micro-panel is KC x NR
+constexpr int64_t kMCTarget = 320;    // rows of a packed A block (rounded to MR)
+constexpr int64_t kNCMax = 1024;      // columns of one work item
+constexpr int64_t kSkinnyTokens = 8;  // linear layers with T <= this skip packing
+constexpr int64_t kSkinnyColumns = 512;  // dX columns per backward work item
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Per-thread scratch, kept between calls and counted as Workspace:
+// A block MC x KC, B block KC x NC, and a dequantization tile.
+struct Scratch {
+  Buffer<float> a, b, tile;
+};
+thread_local Scratch t_scratch;
+
+float* grow(Buffer<float>& buf, int64_t count) {
+  if (int64_t(buf.size()) < count) {
+    buf.reset();
+    buf = Buffer<float>(MemCategory::Workspace, size_t(count));
+  }
+  return buf.data();
+}
+
+// fp32 values of the weight's flat elements [flat, flat + count) (row-major
+// over [out, in]); NF4 blocks are dequantized as nf4_dequantize does.
+void weight_range_to_f32(const IsaKernels& ik, const WeightRef& W, int64_t flat, int64_t count,
+                         float* dst) {
+  switch (W.dtype) {
+    case DType::BF16:
+      ik.bf16_to_f32(W.bf16 + flat, count, dst);
+      return;
+    case DType::NF4: {
+      const Nf4Tensor& t = W.nf4;
+      int64_t i = flat;
+      const int64_t end = flat + count;
+      while (i < end) {
+        const int64_t block = i / kNf4BlockSize;
+        if (i % kNf4BlockSize == 0 && end - i >= kNf4BlockSize) {
+          // A run of whole blocks: recover their absmax, then decode in one call.
+          constexpr int64_t kRun = 64;
+          const int64_t run = std::min(kRun, (end - i) / kNf4BlockSize);
+          float absmax[kRun];
+          for (int64_t b = 0; b < run; ++b) absmax[b] = nf4_block_absmax(t, block + b);
+          ik.nf4_blocks_to_f32(t.packed + i / 2, run, absmax, dst);
+          dst += run * kNf4BlockSize;
+          i += run * kNf4BlockSize;
+          continue;
+        }
+        const int64_t block_end = std::min(end, (block + 1) * kNf4BlockSize);
+        const float a = nf4_block_absmax(t, block);
+        for (; i < block_end; ++i) {
+          const uint8_t byte = t.packed[i / 2];
+          *dst++ = kNf4Code[(i & 1) ? (byte & 15) : (byte >> 4)] * a;
+        }
+      }
+      return;
+    }
+    default:
+      std::memcpy(dst, W.f32 + flat, size_t(count) * sizeof(float));
+      return;
+  }
+}
+
+// op(A)[M, K] of fp32: element (i, k) at p[i*ld + k] (k_contiguous) or p[k*ld + i].
+struct ASource {
+  const float* p;
+  int64_t ld;
+  bool k_contiguous;
+};
+
+// op(B)[K, N]: element (k, n) is the weight/matrix element (n, k) when
+// k_contiguous (flat n*ld + k), else (k, n) (flat k*ld + n), ld = w.in.
+struct BSource {
+  WeightRef w;
+  bool k_contiguous;
+};
+
+struct Problem {
+  int64_t M, N, K;
+  float alpha, beta;
+  ASource a;
+  BSource b;
+  float* c;
+  int64_t ldc;
+};
+
+// A[i0 : i0+mlen, k0 : k0+kc] -> MR-wide panels dst[panel][k][MR].
+void pack_a(const IsaKernels& ik, const ASource& A, int64_t i0, int64_t mlen, int64_t k0,
+            int64_t kc, float* dst) {
+  const int mr = ik.mr;
+  for (int64_t q = 0; q * mr < mlen; ++q) {
+    const int rows = int(std::min<int64_t>(mr, mlen - q * mr));
+    float* panel = dst + q * kc * mr;
+    if (A.k_contiguous) {
+      ik.transpose_panel(A.p + (i0 + q * mr) * A.ld + k0, A.ld, rows, kc, mr, panel);
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        float* d = panel + k * mr;
+        std::memcpy(d, A.p + (k0 + k) * A.ld + i0 + q * mr, size_t(rows) * sizeof(float));
+        for (int r = rows; r < mr; ++r) d[r] = 0.0f;
+      }
+    }
+  }
+}
+
+// B[k0 : k0+kc, n0 : n0+nlen] -> NR-wide panels dst[panel][k][NR];
+// `tile` holds max(NR * KC, nlen) floats for dequantization.
+void pack_b(const IsaKernels& ik, const BSource& B, int64_t k0, int64_t kc, int64_t n0,
+            int64_t nlen, float* dst, float* tile) {
+  const int nr = ik.nr;
+  const WeightRef& W = B.w;
+  const int64_t ld = W.in;
+  if (B.k_contiguous) {
+    for (int64_t q = 0; q * nr < nlen; ++q) {
+      const int rows = int(std::min<int64_t>(nr, nlen - q * nr));
+      const int64_t n = n0 + q * nr;
+      if (W.dtype == DType::F32) {
+        ik.transpose_panel(W.f32 + n * ld + k0, ld, rows, kc, nr, dst + q * kc * nr);
+      } else {
+        for (int r = 0; r < rows; ++r) weight_range_to_f32(ik, W, (n + r) * ld + k0, kc, tile + r * kc);
+        ik.transpose_panel(tile, kc, rows, kc, nr, dst + q * kc * nr);
+      }
+    }
+    return;
+  }
+  const int64_t panels = ceil_div(nlen, nr);
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* row;
+    if (W.dtype == DType::F32) {
+      row = W.f32 + (k0 + k) * ld + n0;
+    } else {
+      weight_range_to_f32(ik, W, (k0 + k) * ld + n0, nlen, tile);
+      row = tile;
+    }
+    for (int64_t q = 0; q < panels; ++q) {
+      const int64_t cols = std::min<int64_t>(nr, nlen - q * nr);
+      float* d = dst + q * kc * nr + k * nr;
+      std::memcpy(d, row + q * nr, size_t(cols) * sizeof(float));
+      for (int64_t j = cols; j < nr; ++j) d[j] = 0.0f;
+    }
+  }
+}
+
+// One work item: C[m0:m1, n0:n1] over the whole of K.
+void run_item(const IsaKernels& ik, const Problem& p, int64_t m0, int64_t m1, int64_t n0,
+              int64_t n1) {
+  const int mr = ik.mr, nr = ik.nr;
+  const int64_t mc_max = std::max<int64_t>(mr, kMCTarget / mr * mr);
+  const int64_t nlen = n1 - n0, panels = ceil_div(nlen, nr);
+  const int64_t kc_max = std::min(kKC, p.K);
+  Scratch& s = t_scratch;
+  float* bp = grow(s.b, kc_max * panels * nr);
+  float* ap = grow(s.a, mc_max * kc_max);
+  float* tile = p.b.w.dtype == DType::F32 ? nullptr
+                                          : grow(s.tile, std::max<int64_t>(nr * kc_max, nlen));
+  alignas(64) float edge[32 * 32];  // one micro-tile (mr, nr <= 32)
+
+  for (int64_t k0 = 0; k0 < p.K; k0 += kKC) {
+    const int64_t kc = std::min(kKC, p.K - k0);
+    const float beta = k0 == 0 ? p.beta : 1.0f;
+    pack_b(ik, p.b, k0, kc, n0, nlen, bp, tile);
+    for (int64_t i0 = m0; i0 < m1; i0 += mc_max) {
+      const int64_t mc = std::min(mc_max, m1 - i0);
+      pack_a(ik, p.a, i0, mc, k0, kc, ap);
+      for (int64_t q = 0; q < panels; ++q) {
+        const int64_t cols = std::min<int64_t>(nr, nlen - q * nr);
+        const float* bq = bp + q * kc * nr;
+        for (int64_t r = 0; r * mr < mc; ++r) {
+          const int64_t rows = std::min<int64_t>(mr, mc - r * mr);
+          const float* ar = ap + r * kc * mr;
+          float* c = p.c + (i0 + r * mr) * p.ldc + n0 + q * nr;
+          if (rows == mr && cols == nr) {
+            ik.micro(kc, ar, bq, c, p.ldc, p.alpha, beta);
+            continue;
+          }
+          ik.micro(kc, ar, bq, edge, nr, 1.0f, 0.0f);
+          for (int64_t i = 0; i < rows; ++i)
+            for (int64_t j = 0; j < cols; ++j) {
+              float& out = c[i * p.ldc + j];
+              out = beta == 0.0f ? p.alpha * edge[i * nr + j]
+                                 : p.alpha * edge[i * nr + j] + beta * out;
+            }
+        }
+      }
+    }
+  }
+}
+
+// C = beta * C (beta == 0: zeros, whatever C held).
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    float* c = C + i * ldc;
+    if (beta == 0.0f) {
+      std::fill(c, c + N, 0.0f);
+    } else if (beta != 1.0f) {
+      for (int64_t j = 0; j < N; ++j) c[j] *= beta;
+    }
+  }
+}
+
+void gemm_blocked(const IsaKernels& ik, const Problem& p) {
+  if (p.M <= 0 || p.N <= 0) return;
+  if (p.K <= 0 || p.alpha == 0.0f) {
+    scale_c(p.M, p.N, p.beta, p.c, p.ldc);
+    return;
+  }
+  // Work grid: columns first (each column range packs its B block once); rows
+  // are split only when there are too few column ranges to keep threads busy.
+  const int threads = num_threads();
+  const int64_t target = threads > 1 ? 2 * int64_t(threads) : 1;
+  const int64_t nb = ceil_div(p.N, ik.nr), mb = ceil_div(p.M, ik.mr);
+  int64_t n_parts = std::max(ceil_div(p.N, kNCMax), std::min(nb, target));
+  const int64_t n_chunk = ceil_div(nb, n_parts) * ik.nr;
+  n_parts = ceil_div(p.N, n_chunk);
+  int64_t m_parts = n_parts < target ? std::min(mb, ceil_div(target, n_parts)) : 1;
+  const int64_t m_chunk = ceil_div(mb, m_parts) * ik.mr;
+  m_parts = ceil_div(p.M, m_chunk);
+  parallel_for(n_parts * m_parts, 1, [&](int64_t begin, int64_t end, int) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t mi = item / n_parts, ni = item % n_parts;
+      const int64_t m0 = mi * m_chunk, n0 = ni * n_chunk;
+      run_item(ik, p, m0, std::min(p.M, m0 + m_chunk), n0, std::min(p.N, n0 + n_chunk));
+    }
+  });
+}
+
+const IsaKernels& kernels() {
+#if defined(LS_HAVE_X86_KERNELS)
+  switch (active_isa()) {
+    case Isa::Avx512: return avx512_kernels();
+    case Isa::Avx2: return avx2_kernels();
+    default: break;
+  }
+#endif
+  return portable_kernels();
+}
+
+WeightRef dense(const float* p, int64_t ld) {
+  WeightRef w;
+  w.dtype = DType::F32;
+  w.f32 = p;
+  w.in = ld;
+  return w;
+}
+
+// ---- few tokens: stream each weight row once --------------------------------
+
+void linear_forward_skinny(const IsaKernels& ik, const WeightRef& W, const float* X, int64_t T,
+                           float* Y, bool accumulate) {
+  const int64_t in = W.in, out = W.out;
+  parallel_for(out, 16, [&](int64_t n0, int64_t n1, int) {
+    float* row = W.dtype == DType::F32 ? nullptr : grow(t_scratch.tile, in);
+    for (int64_t n = n0; n < n1; ++n) {
+      const float* w = W.f32 + n * in;
+      if (W.dtype != DType::F32) {
+        weight_range_to_f32(ik, W, n * in, in, row);
+        w = row;
+      }
+      ik.dot_rows(X, in, T, w, in, Y + n, out, accumulate);
+    }
+  });
+}
+
+void linear_backward_input_skinny(const IsaKernels& ik, const WeightRef& W, const float* dY,
+                                  int64_t T, float* dX, bool accumulate) {
+  const int64_t in = W.in, out = W.out;
+  constexpr int kRows = 4;  // weight rows added per pass over a dX chunk
+  const int64_t chunks = ceil_div(in, kSkinnyColumns);
+  parallel_for(chunks, 1, [&](int64_t c0, int64_t c1, int) {
+    Scratch& s = t_scratch;
+    float* acc = grow(s.a, T * kSkinnyColumns);
+    float* rows = W.dtype == DType::F32 ? nullptr : grow(s.tile, kRows * kSkinnyColumns);
+    for (int64_t chunk = c0; chunk < c1; ++chunk) {
+      const int64_t k0 = chunk * kSkinnyColumns, klen = std::min(kSkinnyColumns, in - k0);
+      std::fill(acc, acc + T * klen, 0.0f);
+      for (int64_t n = 0; n < out; n += kRows) {
+        const int r = int(std::min<int64_t>(kRows, out - n));
+        const float* w = W.f32 + n * in + k0;
+        int64_t ldw = in;
+        if (W.dtype != DType::F32) {
+          for (int j = 0; j < r; ++j) weight_range_to_f32(ik, W, (n + j) * in + k0, klen, rows + j * klen);
+          w = rows;
+          ldw = klen;
+        }
+        for (int64_t t = 0; t < T; ++t) ik.axpy_rows(klen, dY + t * out + n, r, w, ldw, acc + t * klen);
+      }
+      for (int64_t t = 0; t < T; ++t) {
+        float* d = dX + t * in + k0;
+        const float* a = acc + t * klen;
+        if (accumulate) {
+          for (int64_t k = 0; k < klen; ++k) d[k] += a[k];
+        } else {
+          std::memcpy(d, a, size_t(klen) * sizeof(float));
+        }
+      }
+    }
+  });
+}
+
+// Scalar element (r, c) of a weight, the specification of every dequantization.
+float weight_element(const WeightRef& W, int64_t r, int64_t c) {
+  const int64_t flat = r * W.in + c;
+  switch (W.dtype) {
+    case DType::BF16: return bf16_to_f32(W.bf16[flat]);
+    case DType::NF4: {
+      const uint8_t byte = W.nf4.packed[flat / 2];
+      const int nibble = (flat & 1) ? (byte & 15) : (byte >> 4);
+      return kNf4Code[nibble] * nf4_block_absmax(W.nf4, flat / kNf4BlockSize);
+    }
+    default: return W.f32[flat];
+  }
+}
+
+}  // namespace
+
+const IsaKernels& portable_kernels() {
+  static const IsaKernels k = {Isa::Scalar,          kPortableMR,          kPortableNR,
+                               micro_portable,       transpose_panel_portable,
+                               bf16_to_f32_portable, nf4_blocks_to_f32_portable, dot_rows_portable,
+                               axpy_rows_portable,   peak_loop_portable};
+  return k;
+}
+
+}  // namespace gemm
+
+// ============================================================================
+// Public entry points
+// ============================================================================
+
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  gemm::Problem p{M, N, K, alpha, beta, {A, lda, !transA}, {gemm::dense(B, ldb), transB}, C, ldc};
+  gemm::gemm_blocked(gemm::kernels(), p);
+}
+
+void linear_forward(const WeightRef& W, const float* X, int64_t T, float* Y, bool accumulate) {
+  const gemm::IsaKernels& ik = gemm::kernels();
+  if (T <= 0 || W.out <= 0) return;
+  if (T <= gemm::kSkinnyTokens && W.in > 0) {
+    gemm::linear_forward_skinny(ik, W, X, T, Y, accumulate);
+    return;
+  }
+  // Y[T, out] = X[T, in] · Wᵀ: op(B)[k, n] = W[n, k].
+  gemm::Problem p{T, W.out, W.in, 1.0f, accumulate ? 1.0f : 0.0f, {X, W.in, true}, {W, true},
+                  Y, W.out};
+  gemm::gemm_blocked(ik, p);
+}
+
+void linear_backward_input(const WeightRef& W, const float* dY, int64_t T, float* dX,
+                           bool accumulate) {
+  const gemm::IsaKernels& ik = gemm::kernels();
+  if (T <= 0 || W.in <= 0) return;
+  if (T <= gemm::kSkinnyTokens && W.out > 0) {
+    gemm::linear_backward_input_skinny(ik, W, dY, T, dX, accumulate);
+    return;
+  }
+  // dX[T, in] = dY[T, out] · W: op(B)[k, n] = W[k, n].
+  gemm::Problem p{T, W.in, W.out, 1.0f, accumulate ? 1.0f : 0.0f, {dY, W.out, true}, {W, false},
+                  dX, W.in};
+  gemm::gemm_blocked(ik, p);
+}
+
+void weight_rows_to_f32(const WeightRef& W, int64_t row_begin, int64_t row_end, float* out) {
+  const gemm::IsaKernels& ik = gemm::kernels();
+  const int64_t in = W.in;
+  parallel_for(row_end - row_begin, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, in)),
+               [&](int64_t r0, int64_t r1, int) {
+                 gemm::weight_range_to_f32(ik, W, (row_begin + r0) * in, (r1 - r0) * in,
+                                           out + r0 * in);
+               });
+}
+
+double measure_peak_flops(double seconds) {
+  const gemm::IsaKernels& ik = gemm::kernels();
+  const int threads = num_threads();
+  std::vector<double> flops(size_t(threads), 0.0);
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  // One item per thread; each runs until the common deadline, so a thread that
+  // happens to take two items adds nothing for the second.
+  parallel_for(threads, 1, [&](int64_t begin, int64_t end, int) {
+    for (int64_t i = begin; i < end; ++i) {
+      const double left = seconds - std::chrono::duration<double>(Clock::now() - start).count();
+      flops[size_t(i)] = ik.peak_loop(std::max(0.0, left));
+    }
+  });
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  double total = 0.0;
+  for (double f : flops) total += f;
+  return elapsed > 0.0 ? total / elapsed : 0.0;
+}
+
+// ============================================================================
+// Scalar references (the specification; double accumulation)
+// ============================================================================
+
+void sgemm_reference(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                     float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j) {
+      double sum = 0.0;
+      if (alpha != 0.0f) {
+        for (int64_t k = 0; k < K; ++k) {
+          const float a = transA ? A[k * lda + i] : A[i * lda + k];
+          const float b = transB ? B[j * ldb + k] : B[k * ldb + j];
+          sum += double(a) * double(b);
+        }
+      }
+      float& c = C[i * ldc + j];
+      const float prod = alpha == 0.0f ? 0.0f : float(double(alpha) * sum);
+      c = beta == 0.0f ? prod : prod + beta * c;
+    }
+  }
+}
+
+void linear_forward_reference(const WeightRef& W, const float* X, int64_t T, float* Y,
+                              bool accumulate) {
+  std::vector<float> row(size_t(std::max<int64_t>(W.in, 0)));
+  for (int64_t n = 0; n < W.out; ++n) {
+    for (int64_t k = 0; k < W.in; ++k) row[size_t(k)] = gemm::weight_element(W, n, k);
+    for (int64_t t = 0; t < T; ++t) {
+      double sum = 0.0;
+      for (int64_t k = 0; k < W.in; ++k) sum += double(X[t * W.in + k]) * double(row[size_t(k)]);
+      float& y = Y[t * W.out + n];
+      y = accumulate ? y + float(sum) : float(sum);
+    }
+  }
+}
+
+void linear_backward_input_reference(const WeightRef& W, const float* dY, int64_t T, float* dX,
+                                     bool accumulate) {
+  std::vector<double> acc(size_t(std::max<int64_t>(T * W.in, 0)), 0.0);
+  for (int64_t n = 0; n < W.out; ++n)
+    for (int64_t k = 0; k < W.in; ++k) {
+      const double w = gemm::weight_element(W, n, k);
+      for (int64_t t = 0; t < T; ++t) acc[size_t(t * W.in + k)] += double(dY[t * W.out + n]) * w;
+    }
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t k = 0; k < W.in; ++k) {
+      float& d = dX[t * W.in + k];
+      const float v = float(acc[size_t(t * W.in + k)]);
+      d = accumulate ? d + v : v;
+    }
+}
+
+}  // namespace ls
