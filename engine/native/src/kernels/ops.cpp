@@ -11,6 +11,27 @@
 // are all one small-GEMM shape (ops_internal.h), and the softmax reductions
 // over keys are elementwise over a row of queries (vectorisable, no
 // horizontal sums).
+//
+// Attention conventions beyond ops.h:
+//   * a stride of 0 in AttentionShape means contiguous (q/out: H·Hd, k/v:
+//     KV·Hd, kv batch: S·kv_stride);
+//   * backward writes dq with q's strides, dk/dv with k/v's, and reads dout
+//     with out's; scale must be > 0.
+//   * Forward: tasks are (batch, kv head, block of queries) with the group's
+//     query heads as extra score columns; per-thread scratch is about
+//     (S + 2·Hd)·64 floats. With q_len <= 4 and no segments (generation) the
+//     keys are split into chunks of 256 instead (all heads per task, partial
+//     softmaxes merged in chunk order), which streams the KV cache once.
+//   * Backward, flash-attention style (P recomputed from lse, never stored
+//     beyond a tile): pass A, tasks (batch, kv head, key block), owns dK/dV
+//     rows and loops over the group's query heads; pass B, tasks (batch,
+//     head, query block), owns dQ rows. No atomics and no reduction across
+//     threads. Scratch: Qᵀ and dOᵀ [B, H, Hd, T+pad] once per call, and
+//     2·128·64 floats per thread.
+//   * Every GEMM accumulates onto C in one sequential sum over k, and every
+//     column sees the same fp32 operations whatever block it is in, so the
+//     results depend neither on the thread count nor on run-to-run
+//     scheduling.
 #include "ops.h"
 
 #include <algorithm>
@@ -38,45 +59,109 @@ inline int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 namespace ops_detail {
 namespace {
 
+// Generic tile (any nn <= kPortableNR), plain loops: tails, and compilers
+// without vector extensions.
+constexpr int kPortableMR = 4;
+#if defined(__aarch64__)
+constexpr int kPortableNV = 4;  // 32 NEON registers: 4x16 accumulators
+#else
+constexpr int kPortableNV = 2;  // 16 SSE registers: 4x8 accumulators
+#endif
+constexpr int kPortableNR = 4 * kPortableNV;
+
 template <int MR, bool ROW>
-void gemm_tile_portable(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
-                        int64_t ldb, float* C, int64_t ldc, int nn, bool acc) {
-  constexpr int NR = 8;
-  float c[MR][NR] = {};
+void gemm_tile_generic(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
+                       int64_t ldb, float* C, int64_t ldc, int nn, bool acc) {
+  float c[MR][kPortableNR] = {};
   if (acc)  // accumulate onto C: one sequential sum over k
     for (int m = 0; m < MR; ++m)
       for (int n = 0; n < nn; ++n) c[m][n] = C[m * ldc + n];
-  if (nn == NR) {
-    for (int64_t k = 0; k < K; ++k) {
-      const float* b = B + k * ldb;
-      for (int m = 0; m < MR; ++m) {
-        const float a = ROW ? A[m * sam + k] : A[k * sak + m];
-        for (int n = 0; n < NR; ++n) c[m][n] += a * b[n];
-      }
-    }
-  } else {
-    for (int64_t k = 0; k < K; ++k) {
-      const float* b = B + k * ldb;
-      for (int m = 0; m < MR; ++m) {
-        const float a = ROW ? A[m * sam + k] : A[k * sak + m];
-        for (int n = 0; n < nn; ++n) c[m][n] += a * b[n];
-      }
+  for (int64_t k = 0; k < K; ++k) {
+    const float* b = B + k * ldb;
+    for (int m = 0; m < MR; ++m) {
+      const float a = ROW ? A[m * sam + k] : A[k * sak + m];
+      for (int n = 0; n < nn; ++n) c[m][n] += a * b[n];
     }
   }
-  for (int m = 0; m < MR; ++m) {
-    float* cr = C + m * ldc;
-    for (int n = 0; n < nn; ++n) cr[n] = c[m][n];
-  }
+  for (int m = 0; m < MR; ++m)
+    for (int n = 0; n < nn; ++n) C[m * ldc + n] = c[m][n];
 }
+
+#if defined(__GNUC__) || defined(__clang__)
+// Full-width tile with GCC/Clang vector extensions (SSE2 / NEON), the
+// accumulators as named variables so they stay in registers.
+typedef float V4 __attribute__((vector_size(16)));
+inline V4 load4(const float* p) {
+  V4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store4(float* p, V4 v) { std::memcpy(p, &v, sizeof v); }
+
+#define LS_TILE_ROWS(X) X(0) X(1) X(2) X(3)
+template <int MR, bool ROW>
+void gemm_tile_full(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
+                    int64_t ldb, float* C, int64_t ldc, int, bool acc) {
+  constexpr int NV = kPortableNV;
+#define LS_INIT(m)                                                        \
+  V4 c##m##0 = {}, c##m##1 = {}, c##m##2 = {}, c##m##3 = {};             \
+  const float* a##m = A + (MR > m ? m : 0) * sam;                         \
+  if (MR > m && acc) {                                                    \
+    c##m##0 = load4(C + m * ldc);                                         \
+    c##m##1 = load4(C + m * ldc + 4);                                     \
+    if (NV > 2) c##m##2 = load4(C + m * ldc + 8);                         \
+    if (NV > 2) c##m##3 = load4(C + m * ldc + 12);                        \
+  }
+  LS_TILE_ROWS(LS_INIT)
+#undef LS_INIT
+  for (int64_t k = 0; k < K; ++k) {
+    const float* b = B + k * ldb;
+    const V4 b0 = load4(b), b1 = load4(b + 4);
+    const V4 b2 = NV > 2 ? load4(b + 8) : V4{}, b3 = NV > 2 ? load4(b + 12) : V4{};
+    const float* ac = A + k * sak;
+#define LS_STEP(m)                                  \
+    if (MR > m) {                                   \
+      const V4 av = V4{} + (ROW ? a##m[k] : ac[m]); \
+      c##m##0 += av * b0;                           \
+      c##m##1 += av * b1;                           \
+      if (NV > 2) c##m##2 += av * b2;               \
+      if (NV > 2) c##m##3 += av * b3;               \
+    }
+    LS_TILE_ROWS(LS_STEP)
+#undef LS_STEP
+  }
+#define LS_STORE(m)                                      \
+  if (MR > m) {                                          \
+    (void)a##m;                                          \
+    store4(C + m * ldc, c##m##0);                        \
+    store4(C + m * ldc + 4, c##m##1);                    \
+    if (NV > 2) store4(C + m * ldc + 8, c##m##2);        \
+    if (NV > 2) store4(C + m * ldc + 12, c##m##3);       \
+  }
+  LS_TILE_ROWS(LS_STORE)
+#undef LS_STORE
+}
+#undef LS_TILE_ROWS
+#else
+template <int MR, bool ROW>
+void gemm_tile_full(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
+                    int64_t ldb, float* C, int64_t ldc, int nn, bool acc) {
+  gemm_tile_generic<MR, ROW>(K, A, sam, sak, B, ldb, C, ldc, nn, acc);
+}
+#endif
 
 using PortableTile = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t,
                               float*, int64_t, int, bool);
-constexpr int kPortableMR = 4;
-const PortableTile kPortableTiles[2][kPortableMR] = {
-    {gemm_tile_portable<1, false>, gemm_tile_portable<2, false>, gemm_tile_portable<3, false>,
-     gemm_tile_portable<4, false>},
-    {gemm_tile_portable<1, true>, gemm_tile_portable<2, true>, gemm_tile_portable<3, true>,
-     gemm_tile_portable<4, true>}};
+// [full width][row A][rows - 1]
+const PortableTile kPortableTiles[2][2][kPortableMR] = {
+    {{gemm_tile_generic<1, false>, gemm_tile_generic<2, false>, gemm_tile_generic<3, false>,
+      gemm_tile_generic<4, false>},
+     {gemm_tile_generic<1, true>, gemm_tile_generic<2, true>, gemm_tile_generic<3, true>,
+      gemm_tile_generic<4, true>}},
+    {{gemm_tile_full<1, false>, gemm_tile_full<2, false>, gemm_tile_full<3, false>,
+      gemm_tile_full<4, false>},
+     {gemm_tile_full<1, true>, gemm_tile_full<2, true>, gemm_tile_full<3, true>,
+      gemm_tile_full<4, true>}}};
 
 void gemm_portable(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak,
                    const float* B, int64_t ldb, float* C, int64_t ldc, bool acc) {
@@ -91,12 +176,13 @@ void gemm_portable(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam,
   for (int64_t k0 = 0; k0 < K; k0 += KC) {
     const int64_t kc = std::min(KC, K - k0);
     const bool ac = acc || k0 > 0;
-    for (int64_t n0 = 0; n0 < N; n0 += 8) {
-      const int nn = int(std::min<int64_t>(8, N - n0));
+    for (int64_t n0 = 0; n0 < N; n0 += kPortableNR) {
+      const int nn = int(std::min<int64_t>(kPortableNR, N - n0));
+      const PortableTile* tiles = kPortableTiles[nn == kPortableNR ? 1 : 0][row];
       for (int64_t m0 = 0; m0 < M; m0 += kPortableMR) {
         const int mr = int(std::min<int64_t>(kPortableMR, M - m0));
-        kPortableTiles[row][mr - 1](kc, A + m0 * sam + k0 * sak, sam, sak, B + k0 * ldb + n0, ldb,
-                                    C + m0 * ldc + n0, ldc, nn, ac);
+        tiles[mr - 1](kc, A + m0 * sam + k0 * sak, sam, sak, B + k0 * ldb + n0, ldb,
+                      C + m0 * ldc + n0, ldc, nn, ac);
       }
     }
   }
@@ -182,14 +268,26 @@ void swiglu_backward_portable(const float* g, const float* u, const float* da, i
   }
 }
 
-// One element of torch.optim.AdamW's single-tensor step, in torch's order of
-// fp32 operations.
+// A value the compiler must round as written: GCC contracts a*b + c into an
+// FMA by default (-ffp-contract=fast), which would change AdamW's bits.
+inline float rounded(float x) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __asm__("" : "+x"(x));
+#elif defined(__GNUC__) && defined(__aarch64__)
+  __asm__("" : "+w"(x));
+#endif
+  return x;
+}
+
+// One element of torch.optim.AdamW's single-tensor step with the fp32
+// operations of torch's vectorised CPU kernels: lerp_ is fma(w, g-m, m) (or
+// fma(w-1, g-m, g) for w >= 0.5), addcmul_ is fma(c·g, g, v·β2), addcdiv_ is
+// p + (s·m)/denom. (torch's sqrt may come from MKL and differ in the last bit.)
 inline void adamw_element(float& p, float g, float& m, float& v, const AdamWScalars& s) {
-  const float gs = g * s.grad_scale;
-  p = p * s.decay;
-  m = s.lerp_small ? m + s.lerp_weight * (gs - m) : gs - (gs - m) * (1.f - s.lerp_weight);
-  v = v * s.beta2;
-  v = v + s.one_minus_beta2 * gs * gs;
+  const float gs = rounded(g * s.grad_scale);
+  p = rounded(p * s.decay);
+  m = s.lerp_small ? std::fma(s.lerp_weight, gs - m, m) : std::fma(s.lerp_weight - 1.f, gs - m, gs);
+  v = std::fma(s.one_minus_beta2 * gs, gs, v * s.beta2);
   const float denom = std::sqrt(v) / s.bc2_sqrt + s.eps;
   p = p + s.neg_step_size * m / denom;
 }
@@ -976,20 +1074,22 @@ void attention_backward(const AttentionShape& shape, const float* q, const float
   Buffer<float> fs(MemCategory::Workspace, size_t(threads) * size_t(per_thread));
   Buffer<int32_t> is(MemCategory::Workspace, size_t(threads) * size_t(iper));
 
-  // First key blocks (seen by the most queries) first.
+  // Head-major, so a thread's consecutive tasks reuse one head's Qᵀ/dOᵀ in
+  // cache; within a head the first key blocks (seen by the most queries) first.
   parallel_for(kv_heads * nkb, 1, [&](int64_t i0, int64_t i1, int thread) {
     for (int64_t task = i0; task < i1; ++task) {
-      const int64_t kb = task / kv_heads, bg = task % kv_heads;
+      const int64_t bg = task / nkb, kb = task % nkb;
       const int64_t j0 = kb * bk, nk = std::min(bk, a.S - j0);
       backward_kv_block(a, Kn, bg / a.KV, bg % a.KV, j0, nk, qc, q, k, v, segments,
                         seg_lo.data(), lse, Dv.data(), dout, qt, dk, dv,
                         fs.data() + thread * per_thread, is.data() + thread * iper, bk);
     }
   });
-  // Last query blocks (which see the most keys) first.
+  // Head-major (one head's K/V stay in cache); within a head the last query
+  // blocks (which see the most keys) first.
   parallel_for(q_heads * nqb, 1, [&](int64_t i0, int64_t i1, int thread) {
     for (int64_t task = i0; task < i1; ++task) {
-      const int64_t qb = nqb - 1 - task / q_heads, bh = task % q_heads;
+      const int64_t bh = task / nqb, qb = nqb - 1 - task % nqb;
       const int64_t t0 = qb * bq, nq = std::min(bq, a.T - t0);
       backward_q_block(a, Kn, bh / a.H, bh % a.H, t0, nq, kc, k, v, segments, seg_lo.data(),
                        lse, Dv.data(), qt, dq, fs.data() + thread * per_thread,

@@ -92,7 +92,10 @@ inline void store_cols(float* p, __m256i mk, __m256 v) {
 
 template <int MR, int NV, bool ROW, bool MASKED>
 void gemm_tile(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B, int64_t ldb,
-               float* C, int64_t ldc, __m256i mk0, __m256i mk1, bool acc) {
+               float* C, int64_t ldc, int nn, bool acc) {
+  // Masks are built here, not passed: a function taking __m256 arguments gets
+  // no vzeroupper, and a dirty upper state slows later SSE code (libm).
+  const __m256i mk0 = tail_mask(nn), mk1 = tail_mask(nn - 8);
   // Accumulate onto C: one sequential sum over k whatever the K blocking.
 #define LS_INIT(m)                                                             \
   __m256 c##m##0 = _mm256_setzero_ps(), c##m##1 = _mm256_setzero_ps();         \
@@ -129,7 +132,7 @@ void gemm_tile(int64_t K, const float* A, int64_t sam, int64_t sak, const float*
 #undef LS_OPS_ROWS
 
 using Tile = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t, float*,
-                      int64_t, __m256i, __m256i, bool);
+                      int64_t, int, bool);
 
 template <int NV, bool ROW, bool MASKED>
 struct TileRow {
@@ -157,20 +160,40 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t 
     return;
   }
   const bool row = sak == 1;
-  const int64_t KC = 256;
+  constexpr int64_t KC = 256, NR = 16;
+  // B panel [kc, 16] copied contiguous when several row tiles reuse it: B rows
+  // at a stride of a multiple of 2 KiB (K/V/dO rows) would share a few L1 sets.
+  alignas(32) float panel[KC * NR];
+  const bool pack = M > kMR;
   for (int64_t k0 = 0; k0 < K; k0 += KC) {
     const int64_t kc = std::min(KC, K - k0);
     const bool ac = acc || k0 > 0;
     const float* Ak = A + k0 * sak;
     const float* Bk = B + k0 * ldb;
-    for (int64_t n0 = 0; n0 < N; n0 += 16) {
-      const int64_t nn = std::min<int64_t>(16, N - n0);
-      const __m256i mk0 = tail_mask(nn), mk1 = tail_mask(nn - 8);
+    for (int64_t n0 = 0; n0 < N; n0 += NR) {
+      const int64_t nn = std::min<int64_t>(NR, N - n0);
+      const float* Bp = Bk + n0;
+      int64_t ldp = ldb;
+      if (pack) {
+        if (nn == NR) {
+          for (int64_t k = 0; k < kc; ++k) {
+            _mm256_store_ps(panel + k * NR, _mm256_loadu_ps(Bp + k * ldb));
+            _mm256_store_ps(panel + k * NR + 8, _mm256_loadu_ps(Bp + k * ldb + 8));
+          }
+        } else {
+          const __m256i mk0 = tail_mask(nn), mk1 = tail_mask(nn - 8);
+          for (int64_t k = 0; k < kc; ++k) {
+            _mm256_store_ps(panel + k * NR, _mm256_maskload_ps(Bp + k * ldb, mk0));
+            _mm256_store_ps(panel + k * NR + 8, _mm256_maskload_ps(Bp + k * ldb + 8, mk1));
+          }
+        }
+        Bp = panel;
+        ldp = NR;
+      }
       const Tile* tiles = row ? pick_tiles<true>(nn) : pick_tiles<false>(nn);
       for (int64_t m0 = 0; m0 < M; m0 += kMR) {
         const int64_t mr = std::min<int64_t>(kMR, M - m0);
-        tiles[mr - 1](kc, Ak + m0 * sam, sam, sak, Bk + n0, ldb, C + m0 * ldc + n0, ldc, mk0, mk1,
-                      ac);
+        tiles[mr - 1](kc, Ak + m0 * sam, sam, sak, Bp, ldp, C + m0 * ldc + n0, ldc, int(nn), ac);
       }
     }
   }
@@ -311,22 +334,30 @@ void swiglu_backward(const float* g, const float* u, const float* da, int64_t n,
   });
 }
 
+// A value the compiler must round as written (no FMA contraction across it).
+inline __m256 rounded(__m256 x) {
+#if defined(__GNUC__)
+  __asm__("" : "+x"(x));
+#endif
+  return x;
+}
+
 void adamw(float* p, const float* g, float* m, float* v, int64_t n, const AdamWScalars& s) {
   const __m256 gscale = _mm256_set1_ps(s.grad_scale), decay = _mm256_set1_ps(s.decay);
-  const __m256 w = _mm256_set1_ps(s.lerp_weight), one_w = _mm256_set1_ps(1.f - s.lerp_weight);
+  const __m256 w = _mm256_set1_ps(s.lerp_weight), w_1 = _mm256_set1_ps(s.lerp_weight - 1.f);
   const __m256 b2 = _mm256_set1_ps(s.beta2), omb2 = _mm256_set1_ps(s.one_minus_beta2);
   const __m256 bc2 = _mm256_set1_ps(s.bc2_sqrt), eps = _mm256_set1_ps(s.eps);
   const __m256 nstep = _mm256_set1_ps(s.neg_step_size);
   const bool small = s.lerp_small;
   for_lanes(n, [&](int64_t i, __m256i mk, auto masked) {
     constexpr bool M = decltype(masked)::value;
-    const __m256 gv = _mm256_mul_ps(load<M>(g + i, mk), gscale);
-    const __m256 pv = _mm256_mul_ps(load<M>(p + i, mk), decay);
+    const __m256 gv = rounded(_mm256_mul_ps(load<M>(g + i, mk), gscale));
+    const __m256 pv = rounded(_mm256_mul_ps(load<M>(p + i, mk), decay));
     __m256 mv = load<M>(m + i, mk);
-    mv = small ? _mm256_add_ps(mv, _mm256_mul_ps(w, _mm256_sub_ps(gv, mv)))
-               : _mm256_sub_ps(gv, _mm256_mul_ps(_mm256_sub_ps(gv, mv), one_w));
-    __m256 vv = _mm256_mul_ps(load<M>(v + i, mk), b2);
-    vv = _mm256_add_ps(vv, _mm256_mul_ps(_mm256_mul_ps(omb2, gv), gv));
+    mv = small ? _mm256_fmadd_ps(w, _mm256_sub_ps(gv, mv), mv)
+               : _mm256_fmadd_ps(w_1, _mm256_sub_ps(gv, mv), gv);
+    const __m256 vv =
+        _mm256_fmadd_ps(_mm256_mul_ps(omb2, gv), gv, _mm256_mul_ps(load<M>(v + i, mk), b2));
     const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vv), bc2), eps);
     store<M>(p + i, mk, _mm256_add_ps(pv, _mm256_div_ps(_mm256_mul_ps(nstep, mv), denom)));
     store<M>(m + i, mk, mv);

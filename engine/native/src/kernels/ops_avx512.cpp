@@ -110,21 +110,34 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t 
     return;
   }
   const bool row = sak == 1;
-  const int64_t KC = 256;
+  constexpr int64_t KC = 256, NR = 32;
+  // B panel [kc, 32] copied contiguous when several row tiles reuse it: B rows
+  // at a stride of a multiple of 2 KiB (K/V/dO rows) would share a few L1 sets.
+  alignas(64) float panel[KC * NR];
+  const bool pack = M > kMR;
   for (int64_t k0 = 0; k0 < K; k0 += KC) {
     const int64_t kc = std::min(KC, K - k0);
     const bool ac = acc || k0 > 0;
     const float* Ak = A + k0 * sak;
     const float* Bk = B + k0 * ldb;
-    for (int64_t n0 = 0; n0 < N; n0 += 32) {
-      const int64_t nn = std::min<int64_t>(32, N - n0);
+    for (int64_t n0 = 0; n0 < N; n0 += NR) {
+      const int64_t nn = std::min<int64_t>(NR, N - n0);
       const __mmask16 mk0 = tail_mask(nn), mk1 = nn > 16 ? tail_mask(nn - 16) : __mmask16(0);
       const Tile* tiles = nn > 16 ? (row ? TileRow<2, true>::t : TileRow<2, false>::t)
                                   : (row ? TileRow<1, true>::t : TileRow<1, false>::t);
+      const float* Bp = Bk + n0;
+      int64_t ldp = ldb;
+      if (pack) {
+        for (int64_t k = 0; k < kc; ++k) {
+          _mm512_store_ps(panel + k * NR, _mm512_maskz_loadu_ps(mk0, Bp + k * ldb));
+          _mm512_store_ps(panel + k * NR + 16, _mm512_maskz_loadu_ps(mk1, Bp + k * ldb + 16));
+        }
+        Bp = panel;
+        ldp = NR;
+      }
       for (int64_t m0 = 0; m0 < M; m0 += kMR) {
         const int64_t mr = std::min<int64_t>(kMR, M - m0);
-        tiles[mr - 1](kc, Ak + m0 * sam, sam, sak, Bk + n0, ldb, C + m0 * ldc + n0, ldc, mk0, mk1,
-                      ac);
+        tiles[mr - 1](kc, Ak + m0 * sam, sam, sak, Bp, ldp, C + m0 * ldc + n0, ldc, mk0, mk1, ac);
       }
     }
   }
@@ -276,21 +289,29 @@ void swiglu_backward(const float* g, const float* u, const float* da, int64_t n,
   }
 }
 
+// A value the compiler must round as written (no FMA contraction across it).
+inline __m512 rounded(__m512 x) {
+#if defined(__GNUC__)
+  __asm__("" : "+v"(x));
+#endif
+  return x;
+}
+
 void adamw(float* p, const float* g, float* m, float* v, int64_t n, const AdamWScalars& s) {
   const __m512 gscale = _mm512_set1_ps(s.grad_scale), decay = _mm512_set1_ps(s.decay);
-  const __m512 w = _mm512_set1_ps(s.lerp_weight), one_w = _mm512_set1_ps(1.f - s.lerp_weight);
+  const __m512 w = _mm512_set1_ps(s.lerp_weight), w_1 = _mm512_set1_ps(s.lerp_weight - 1.f);
   const __m512 b2 = _mm512_set1_ps(s.beta2), omb2 = _mm512_set1_ps(s.one_minus_beta2);
   const __m512 bc2 = _mm512_set1_ps(s.bc2_sqrt), eps = _mm512_set1_ps(s.eps);
   const __m512 nstep = _mm512_set1_ps(s.neg_step_size);
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 mk = tail_mask(n - i);
-    const __m512 gv = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, g + i), gscale);
-    const __m512 pv = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, p + i), decay);
+    const __m512 gv = rounded(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, g + i), gscale));
+    const __m512 pv = rounded(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, p + i), decay));
     __m512 mv = _mm512_maskz_loadu_ps(mk, m + i);
-    mv = s.lerp_small ? _mm512_add_ps(mv, _mm512_mul_ps(w, _mm512_sub_ps(gv, mv)))
-                      : _mm512_sub_ps(gv, _mm512_mul_ps(_mm512_sub_ps(gv, mv), one_w));
-    __m512 vv = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, v + i), b2);
-    vv = _mm512_add_ps(vv, _mm512_mul_ps(_mm512_mul_ps(omb2, gv), gv));
+    mv = s.lerp_small ? _mm512_fmadd_ps(w, _mm512_sub_ps(gv, mv), mv)
+                      : _mm512_fmadd_ps(w_1, _mm512_sub_ps(gv, mv), gv);
+    const __m512 vv = _mm512_fmadd_ps(_mm512_mul_ps(omb2, gv), gv,
+                                      _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, v + i), b2));
     const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vv), bc2), eps);
     const __m512 pn = _mm512_add_ps(pv, _mm512_div_ps(_mm512_mul_ps(nstep, mv), denom));
     _mm512_mask_storeu_ps(p + i, mk, pn);
