@@ -408,58 +408,45 @@ Buffer<float>& Model::adapter_tensor(const std::string& name, int64_t layer, int
   }
 }
 
+// W += sign · scale · B·A for every adapted projection, in the base's own
+// precision (bf16 rounds once per merge; unmerge subtracts the same delta).
+void Model::add_adapter_delta(Adapter& a, float sign) {
+  const int64_t r = a.spec.rank;
+  for (int64_t l = 0; l < cfg_.layers; ++l) {
+    for (int p = 0; p < kProjCount; ++p) {
+      LoraModule* m = a.layers[size_t(l)][size_t(p)].get();
+      if (!m) continue;
+      LinearWeight& w = layers_[size_t(l)].proj[size_t(p)];
+      Buffer<float> delta(MemCategory::Workspace, size_t(m->out * m->in));
+      sgemm(false, false, m->out, m->in, r, sign * a.scale, m->B.data(), r, m->A.data(), m->in, 0.0f,
+            delta.data(), m->in);
+      const int64_t n = m->out * m->in;
+      if (w.dtype == DType::F32) {
+        add_into(w.f32.data(), delta.data(), n);
+      } else {
+        uint16_t* d = w.bf16.data();
+        parallel_for(n, 4096, [&](int64_t b, int64_t e, int) {
+          for (int64_t i = b; i < e; ++i) d[i] = f32_to_bf16(bf16_to_f32(d[i]) + delta[size_t(i)]);
+        });
+      }
+    }
+  }
+}
+
 void Model::merge_adapter(const std::string& name) {
   Adapter& a = adapter(name);
   if (a.merged) return;
   if (format_ == BaseFormat::NF4)
     throw StateError("merging needs a 16-bit base: load the model with method 'lora' (bf16) to merge; "
                      "a 4-bit base would round the adapter away");
-  const int64_t r = a.spec.rank;
-  for (int64_t l = 0; l < cfg_.layers; ++l) {
-    for (int p = 0; p < kProjCount; ++p) {
-      LoraModule* m = a.layers[size_t(l)][size_t(p)].get();
-      if (!m) continue;
-      LinearWeight& w = layers_[size_t(l)].proj[size_t(p)];
-      Buffer<float> delta(MemCategory::Workspace, size_t(m->out * m->in));
-      sgemm(false, false, m->out, m->in, r, a.scale, m->B.data(), r, m->A.data(), m->in, 0.0f,
-            delta.data(), m->in);
-      const int64_t n = m->out * m->in;
-      if (w.dtype == DType::F32) {
-        add_into(w.f32.data(), delta.data(), n);
-      } else {
-        uint16_t* d = w.bf16.data();
-        parallel_for(n, 4096, [&](int64_t b, int64_t e, int) {
-          for (int64_t i = b; i < e; ++i) d[i] = f32_to_bf16(bf16_to_f32(d[i]) + delta[size_t(i)]);
-        });
-      }
-    }
-  }
+  add_adapter_delta(a, 1.0f);
   a.merged = true;
 }
 
 void Model::unmerge_adapter(const std::string& name) {
   Adapter& a = adapter(name);
   if (!a.merged) return;
-  const int64_t r = a.spec.rank;
-  for (int64_t l = 0; l < cfg_.layers; ++l) {
-    for (int p = 0; p < kProjCount; ++p) {
-      LoraModule* m = a.layers[size_t(l)][size_t(p)].get();
-      if (!m) continue;
-      LinearWeight& w = layers_[size_t(l)].proj[size_t(p)];
-      Buffer<float> delta(MemCategory::Workspace, size_t(m->out * m->in));
-      sgemm(false, false, m->out, m->in, r, -a.scale, m->B.data(), r, m->A.data(), m->in, 0.0f,
-            delta.data(), m->in);
-      const int64_t n = m->out * m->in;
-      if (w.dtype == DType::F32) {
-        add_into(w.f32.data(), delta.data(), n);
-      } else {
-        uint16_t* d = w.bf16.data();
-        parallel_for(n, 4096, [&](int64_t b, int64_t e, int) {
-          for (int64_t i = b; i < e; ++i) d[i] = f32_to_bf16(bf16_to_f32(d[i]) + delta[size_t(i)]);
-        });
-      }
-    }
-  }
+  add_adapter_delta(a, -1.0f);
   a.merged = false;
 }
 
@@ -489,7 +476,7 @@ struct Model::LayerActs {
   // LoRA hidden u = drop(x)·Aᵀ [N,r], one per (adapter, projection).
   std::map<std::pair<const Adapter*, int>, Buffer<float>> lora;
 
-  LayerActs(const ModelConfig& c, int64_t n, int64_t attn_rows, bool with_cache) : N(n) {
+  LayerActs(const ModelConfig& c, int64_t n) : N(n) {
     const MemCategory A = MemCategory::Activations;
     const int64_t qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim;
     h1 = Buffer<float>(A, size_t(N * c.hidden));
@@ -504,14 +491,13 @@ struct Model::LayerActs {
     k = Buffer<float>(A, size_t(N * kvd));
     v = Buffer<float>(A, size_t(N * kvd));
     attn = Buffer<float>(A, size_t(N * qd));
-    lse = Buffer<float>(A, size_t(attn_rows * c.heads));
+    lse = Buffer<float>(A, size_t(N * c.heads));
     xm = Buffer<float>(A, size_t(N * c.hidden));
     h2 = Buffer<float>(A, size_t(N * c.hidden));
     rstd2 = Buffer<float>(A, size_t(N));
     g = Buffer<float>(A, size_t(N * c.intermediate));
     u = Buffer<float>(A, size_t(N * c.intermediate));
     act = Buffer<float>(A, size_t(N * c.intermediate));
-    (void)with_cache;
   }
 
   float* lora_hidden(const Adapter* a, int p) {
@@ -788,7 +774,7 @@ LossResult Model::run(const TrainBatch& b, bool backward, bool checkpointing) {
   std::vector<std::unique_ptr<LayerActs>> acts;
   const bool per_layer = backward && !checkpointing;
   for (int64_t i = 0; i < (per_layer ? Lc : 1); ++i) {
-    acts.push_back(std::make_unique<LayerActs>(c, N, N, false));
+    acts.push_back(std::make_unique<LayerActs>(c, N));
     acts.back()->training = backward;
   }
   for (int64_t l = 0; l < Lc; ++l) {
@@ -921,7 +907,7 @@ void Model::forward_cached(KvCache& cache, const int32_t* tokens, int64_t count,
   const void* table = embed_dtype_ == DType::F32 ? static_cast<const void*>(embed_f32_.data())
                                                  : static_cast<const void*>(embed_bf16_.data());
   embedding_forward(embed_dtype_, table, D, tokens, N, x0.data());
-  LayerActs a(c, N, N, true);
+  LayerActs a(c, N);
   float* x = x0.data();
   float* y = x1.data();
   for (int64_t l = 0; l < c.layers; ++l) {

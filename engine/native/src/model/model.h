@@ -203,7 +203,7 @@ class Model {
                        bool accumulate, LayerActs& a, uint64_t dropout_seed, Scratch& s);
   WeightRef lm_head_ref() const;
   std::vector<Adapter*> active_adapters(int64_t l, int p);
-  void convert_linear(LinearWeight& w, int64_t out, int64_t in, DType src, const void* data);
+  void add_adapter_delta(Adapter& a, float sign);
 
   ModelConfig cfg_;
   BaseFormat format_;
