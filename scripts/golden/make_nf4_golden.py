@@ -4,7 +4,8 @@
 Run (once, by hand; the native tests only read the committed output and need
 no Python):
 
-    /opt/hfref/bin/python scripts/golden/make_nf4_golden.py
+    python -m venv .venv && .venv/bin/pip install torch bitsandbytes numpy
+    .venv/bin/python scripts/golden/make_nf4_golden.py
 
 with any Python that has torch and bitsandbytes (tested with bitsandbytes
 0.50.2, torch 2.15, CPU). It writes tests/golden/nf4/nf4_golden.bin and
