@@ -5,11 +5,13 @@
 // in bf16 (LoRA) loses nothing and both base formats must match closely.
 import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
+import { copyFile, cp } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { EngineModel, PROJECTIONS, type Projection } from '../../engine/api.ts';
 import { loadPeftAdapter, peftKey } from '../../engine/adapters/peft.ts';
+import { tempDir } from './helpers/engine-fixtures.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'golden', 'models');
 
@@ -20,6 +22,7 @@ interface GoldenRun {
   grads?: Record<string, { shape: number[]; values: number[] }>;
 }
 interface Golden {
+  kv_cache?: { prefix_len: number; prefill_last_logits: number[]; step_positions: number[]; step_logits: number[] };
   input_ids: number[][];
   labels: number[][];
   base: GoldenRun;
@@ -97,6 +100,40 @@ for (const { name } of cases.cases) {
                 const scale = Math.max(...ref.values.map(Math.abs));
                 assertClose(`grad ${peftKey(layer, proj, which)}`, g, ref.values, 1e-3 * scale + 1e-7, 2e-3);
               }
+        } finally {
+          model.dispose();
+        }
+      });
+    }
+
+    it('KV cache: prefill then one token at a time gives the reference logits', async () => {
+      const kv = golden.kv_cache;
+      assert.ok(kv, 'golden.json has kv_cache');
+      const model = await EngineModel.load(dir, { method: 'lora' });
+      try {
+        const cache = model.createCache(batch, seq);
+        const V = model.config.vocabSize;
+        const prefix = golden.input_ids.flatMap((row) => row.slice(0, kv.prefix_len));
+        assertClose('prefill logits', await model.forward(cache, prefix), kv.prefill_last_logits, 2e-4, 2e-4);
+        for (let i = 0; i < kv.step_positions.length; ++i) {
+          const pos = kv.step_positions[i]!;
+          const step = await model.forward(cache, golden.input_ids.map((row) => row[pos]!));
+          assertClose(`step ${pos}`, step, kv.step_logits.slice(i * batch * V, (i + 1) * batch * V), 2e-4, 2e-4);
+        }
+        cache.dispose();
+      } finally {
+        model.dispose();
+      }
+    });
+
+    if (existsSync(path.join(dir, 'config_legacy.json'))) {
+      it('the same model with a config.json in the older hub layout loads to the same logits', async () => {
+        const copy = path.join(await tempDir(), name);
+        await cp(dir, copy, { recursive: true });
+        await copyFile(path.join(dir, 'config_legacy.json'), path.join(copy, 'config.json'));
+        const model = await EngineModel.load(copy, { method: 'lora' });
+        try {
+          assertClose('logits', await logits(model, ids, batch), golden.base.logits, 2e-4, 2e-4);
         } finally {
           model.dispose();
         }
