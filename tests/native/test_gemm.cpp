@@ -326,3 +326,55 @@ TEST(gemm_benchmark_vs_peak) {
     }
   }
 }
+
+// The GEMMs of one SmolLM2-135M layer in a LoRA training step (seq 512,
+// rank 16 on all seven projections): the frozen-weight forward and backward
+// products, and the six small LoRA products per projection.
+TEST(gemm_benchmark_training_layer) {
+  if (!std::getenv("LS_BENCH")) return;
+  struct Proj { int64_t out, in; };
+  const Proj projs[] = {{576, 576}, {192, 576}, {192, 576}, {576, 576}, {1536, 576}, {1536, 576}, {576, 1536}};
+  const int64_t T = 512, r = 16;
+  std::vector<float> X = lstest::random_vector(size_t(T * 1536), 3), Y(size_t(T * 1536));
+  std::vector<float> dY = lstest::random_vector(size_t(T * 1536), 4), dX(size_t(T * 1536));
+  std::vector<float> LA = lstest::random_vector(size_t(r * 1536), 5), LB = lstest::random_vector(size_t(1536 * r), 6);
+  std::vector<float> H = lstest::random_vector(size_t(T * r), 7), dU(size_t(T * r));
+  std::vector<float> gA(size_t(r * 1536)), gB(size_t(1536 * r));
+  double big_flops = 0, lora_flops = 0;
+  for (const Proj& p : projs) {
+    big_flops += 2.0 * 2.0 * T * p.out * p.in;
+    lora_flops += 6.0 * 2.0 * T * r * (p.out + p.in) / 2.0;
+  }
+  for (DType d : {DType::BF16, DType::NF4}) {
+    std::vector<TestWeight> ws;
+    for (const Proj& p : projs) ws.emplace_back(d, p.out, p.in, 9);
+    const Timing big = time_vs_peak(5, big_flops, [&] {
+      for (size_t i = 0; i < ws.size(); ++i) {
+        linear_forward(ws[i].ref, X.data(), T, Y.data(), false);
+        linear_backward_input(ws[i].ref, dY.data(), T, dX.data(), false);
+      }
+    });
+    std::printf("    layer %-4s fwd+bwd frozen  %8.2f ms %5.1f%% of peak\n", dtype_name(d), big.seconds * 1e3,
+                100.0 * big.efficiency);
+    if (std::getenv("LS_BENCH_DETAIL"))
+      for (size_t i = 0; i < ws.size(); ++i) {
+        const double f = 2.0 * T * projs[i].out * projs[i].in;
+        const Timing tf = time_vs_peak(5, f, [&] { linear_forward(ws[i].ref, X.data(), T, Y.data(), false); });
+        const Timing tb = time_vs_peak(5, f, [&] { linear_backward_input(ws[i].ref, dY.data(), T, dX.data(), false); });
+        std::printf("      %-4s out=%-5lld in=%-5lld fwd %6.3f ms %5.1f%%  bwd %6.3f ms %5.1f%%\n", dtype_name(d),
+                    (long long)projs[i].out, (long long)projs[i].in, tf.seconds * 1e3, 100.0 * tf.efficiency,
+                    tb.seconds * 1e3, 100.0 * tb.efficiency);
+      }
+  }
+  const Timing lora = time_vs_peak(5, lora_flops, [&] {
+    for (const Proj& p : projs) {
+      sgemm(false, true, T, r, p.in, 1.0f, X.data(), p.in, LA.data(), p.in, 0.0f, H.data(), r);
+      sgemm(false, true, T, p.out, r, 2.0f, H.data(), r, LB.data(), r, 1.0f, Y.data(), p.out);
+      sgemm(false, false, T, r, p.out, 2.0f, dY.data(), p.out, LB.data(), r, 0.0f, dU.data(), r);
+      sgemm(true, false, p.out, r, T, 2.0f, dY.data(), p.out, H.data(), r, 1.0f, gB.data(), r);
+      sgemm(true, false, r, p.in, T, 1.0f, dU.data(), r, X.data(), p.in, 1.0f, gA.data(), p.in);
+      sgemm(false, false, T, p.in, r, 1.0f, dU.data(), r, LA.data(), p.in, 1.0f, dX.data(), p.in);
+    }
+  });
+  std::printf("    layer LoRA products (42)   %8.2f ms %5.1f%% of peak\n", lora.seconds * 1e3, 100.0 * lora.efficiency);
+}

@@ -6,17 +6,24 @@
 //   M, N, K   C[M,N] = op(A)[M,K] · op(B)[K,N]
 //   T         tokens (rows of X / dY);  in, out  a weight W [out, in]
 //   MR, NR    micro-tile (per ISA: AVX-512 14x32, AVX2 6x16, portable 4x16)
-//   MC, KC    packed A block [MC, KC] (~L2), B micro-panel [KC, NR] (~L1)
+//   MC, KC    rows of A run against one B panel (~L2), B micro-panel [KC, NR] (~L1)
 //   NC        columns of one work item (its packed B block [KC, NC])
 //
 // The blocked algorithm (GotoBLAS / BLIS):
-//   work items = a grid of (row range, column range) of C, spread over the
-//   threads with parallel_for. Each item, for each KC slice of K:
-//     pack B[k0:k0+kc, n-range] into NR-wide panels (weights are dequantized
-//       here, one tile at a time: a whole fp32 copy of W never exists)
-//     for each MC block of its rows: pack A into MR-wide panels, then
-//       for each B panel, for each A panel: micro-kernel -> MR x NR of C.
+//   op(A) is packed once per GEMM into MR-wide panels per KC slice, the panels
+//     split over the threads, and shared by every work item (in chunks of K
+//     that bound the copy). A is read in place instead when it is already
+//     panel-shaped (transposed) or feeds only one or two column panels.
+//   work items = a grid of column ranges of C (rows are split only when
+//     there are too few columns), spread over the threads with parallel_for.
+//     Each item, for each KC slice of K:
+//       pack B[k0:k0+kc, n-range] into NR-wide panels (weights are dequantized
+//         straight into them: a whole fp32 copy of W never exists)
+//       for each MC block of rows, for each B panel, for each MR-row tile:
+//         micro-kernel -> up to MR x NR of C (edge variants, no scratch tile).
 //   The first KC slice applies beta (beta == 0 overwrites C), later ones add.
+// sgemm with few rows and many columns computes Cᵀ = op(B)ᵀ·op(A)ᵀ, so the
+// large operand is read in place and only the small one is packed.
 // Linear layers with few tokens (generation) skip packing: each weight row is
 // dequantized once and dotted with every token row (forward), or added into
 // per-thread column chunks of dX (backward); both stream W once.
@@ -43,22 +50,23 @@ namespace {
 
 constexpr int kPortableMR = 4, kPortableNR = 16;
 
-void micro_portable(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
-                    float beta) {
+void micro_portable(int64_t kc, const float* a, int64_t lda, bool a_kcontig, const float* b,
+                    float* c, int64_t ldc, float alpha, float beta, int rows, int cols) {
+  const int64_t rs = a_kcontig ? lda : 1, ks = a_kcontig ? 1 : lda;
   float acc[kPortableMR][kPortableNR] = {};
   for (int64_t k = 0; k < kc; ++k) {
     const float* bk = b + k * kPortableNR;
-    for (int i = 0; i < kPortableMR; ++i) {
-      const float ai = a[k * kPortableMR + i];
+    for (int i = 0; i < rows; ++i) {
+      const float ai = a[i * rs + k * ks];
       for (int j = 0; j < kPortableNR; ++j) acc[i][j] += ai * bk[j];
     }
   }
-  for (int i = 0; i < kPortableMR; ++i) {
+  for (int i = 0; i < rows; ++i) {
     float* ci = c + i * ldc;
     if (beta == 0.0f) {
-      for (int j = 0; j < kPortableNR; ++j) ci[j] = alpha * acc[i][j];
+      for (int j = 0; j < cols; ++j) ci[j] = alpha * acc[i][j];
     } else {
-      for (int j = 0; j < kPortableNR; ++j) ci[j] = alpha * acc[i][j] + beta * ci[j];
+      for (int j = 0; j < cols; ++j) ci[j] = alpha * acc[i][j] + beta * ci[j];
     }
   }
 }
@@ -75,6 +83,32 @@ void transpose_panel_portable(const float* src, int64_t lds, int rows, int64_t k
     for (int64_t k = k0; k < k1; ++k)
       for (int r = rows; r < width; ++r) dst[k * width + r] = 0.0f;
   }
+}
+
+void transpose_panel_bf16_portable(const uint16_t* src, int64_t lds, int rows, int64_t kc,
+                                   int width, float* dst) {
+  constexpr int64_t kStep = 16;
+  for (int64_t k0 = 0; k0 < kc; k0 += kStep) {
+    const int64_t k1 = std::min(kc, k0 + kStep);
+    for (int r = 0; r < rows; ++r) {
+      const uint16_t* s = src + r * lds;
+      for (int64_t k = k0; k < k1; ++k) dst[k * width + r] = bf16_to_f32(s[k]);
+    }
+    for (int64_t k = k0; k < k1; ++k)
+      for (int r = rows; r < width; ++r) dst[k * width + r] = 0.0f;
+  }
+}
+
+void bf16_rows_to_panels_portable(const uint16_t* src, int64_t lds, int64_t kc, int64_t nlen,
+                                  float* dst) {
+  constexpr int nr = kPortableNR;
+  for (int64_t k = 0; k < kc; ++k)
+    for (int64_t q = 0; q * nr < nlen; ++q) {
+      float* d = dst + q * kc * nr + k * nr;
+      const int64_t cols = std::min<int64_t>(nr, nlen - q * nr);
+      for (int64_t j = 0; j < cols; ++j) d[j] = bf16_to_f32(src[k * lds + q * nr + j]);
+      for (int64_t j = cols; j < nr; ++j) d[j] = 0.0f;
+    }
 }
 
 void bf16_to_f32_portable(const uint16_t* src, int64_t n, float* dst) {
@@ -145,15 +179,18 @@ double peak_loop_portable(double seconds) {
 constexpr int64_t kKC = 256;          // packed depth: a B micro-panel is KC x NR
 constexpr int64_t kMCTarget = 320;    // rows of a packed A block (rounded to MR)
 constexpr int64_t kNCMax = 1024;      // columns of one work item
+constexpr int64_t kPackedA = int64_t(1) << 20;  // floats of shared packed A per K chunk
 constexpr int64_t kSkinnyTokens = 8;  // linear layers with T <= this skip packing
 constexpr int64_t kSkinnyColumns = 512;  // dX columns per backward work item
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Per-thread scratch, kept between calls and counted as Workspace:
-// A block MC x KC, B block KC x NC, and a dequantization tile.
+// Per-thread scratch, kept between calls and counted as Workspace: B block
+// KC x NC, an NF4 dequantization tile, the skinny paths' buffers (a, tile),
+// and shared_a: the packed A of a GEMM this thread called, read by every
+// thread of that GEMM while the call lasts.
 struct Scratch {
-  Buffer<float> a, b, tile;
+  Buffer<float> a, b, tile, shared_a;
 };
 thread_local Scratch t_scratch;
 
@@ -226,54 +263,42 @@ struct Problem {
   BSource b;
   float* c;
   int64_t ldc;
+  bool c_trans = false;  // C is stored transposed: element (i, j) at c[j*ldc + i]
 };
 
-// A[i0 : i0+mlen, k0 : k0+kc] -> MR-wide panels dst[panel][k][MR].
-void pack_a(const IsaKernels& ik, const ASource& A, int64_t i0, int64_t mlen, int64_t k0,
-            int64_t kc, float* dst) {
-  const int mr = ik.mr;
-  for (int64_t q = 0; q * mr < mlen; ++q) {
-    const int rows = int(std::min<int64_t>(mr, mlen - q * mr));
-    float* panel = dst + q * kc * mr;
-    if (A.k_contiguous) {
-      ik.transpose_panel(A.p + (i0 + q * mr) * A.ld + k0, A.ld, rows, kc, mr, panel);
-    } else {
-      for (int64_t k = 0; k < kc; ++k) {
-        float* d = panel + k * mr;
-        std::memcpy(d, A.p + (k0 + k) * A.ld + i0 + q * mr, size_t(rows) * sizeof(float));
-        for (int r = rows; r < mr; ++r) d[r] = 0.0f;
-      }
-    }
-  }
-}
-
 // B[k0 : k0+kc, n0 : n0+nlen] -> NR-wide panels dst[panel][k][NR];
-// `tile` holds max(NR * KC, nlen) floats for dequantization.
+// `tile` holds max(NR * KC, nlen) floats for NF4 dequantization.
 void pack_b(const IsaKernels& ik, const BSource& B, int64_t k0, int64_t kc, int64_t n0,
             int64_t nlen, float* dst, float* tile) {
   const int nr = ik.nr;
   const WeightRef& W = B.w;
   const int64_t ld = W.in;
+  const int64_t panels = ceil_div(nlen, nr);
   if (B.k_contiguous) {
-    for (int64_t q = 0; q * nr < nlen; ++q) {
+    for (int64_t q = 0; q < panels; ++q) {
       const int rows = int(std::min<int64_t>(nr, nlen - q * nr));
       const int64_t n = n0 + q * nr;
-      if (W.dtype == DType::F32) {
-        ik.transpose_panel(W.f32 + n * ld + k0, ld, rows, kc, nr, dst + q * kc * nr);
-      } else {
-        for (int r = 0; r < rows; ++r) weight_range_to_f32(ik, W, (n + r) * ld + k0, kc, tile + r * kc);
-        ik.transpose_panel(tile, kc, rows, kc, nr, dst + q * kc * nr);
+      float* d = dst + q * kc * nr;
+      switch (W.dtype) {
+        case DType::F32: ik.transpose_panel(W.f32 + n * ld + k0, ld, rows, kc, nr, d); break;
+        case DType::BF16: ik.transpose_panel_bf16(W.bf16 + n * ld + k0, ld, rows, kc, nr, d); break;
+        default:
+          for (int r = 0; r < rows; ++r) weight_range_to_f32(ik, W, (n + r) * ld + k0, kc, tile + r * kc);
+          ik.transpose_panel(tile, kc, rows, kc, nr, d);
+          break;
       }
     }
     return;
   }
-  const int64_t panels = ceil_div(nlen, nr);
+  if (W.dtype == DType::BF16) {
+    ik.bf16_rows_to_panels(W.bf16 + k0 * ld + n0, ld, kc, nlen, dst);
+    return;
+  }
   for (int64_t k = 0; k < kc; ++k) {
-    const float* row;
-    if (W.dtype == DType::F32) {
-      row = W.f32 + (k0 + k) * ld + n0;
-    } else {
-      weight_range_to_f32(ik, W, (k0 + k) * ld + n0, nlen, tile);
+    const int64_t flat = (k0 + k) * ld + n0;
+    const float* row = W.f32 + flat;
+    if (W.dtype == DType::NF4) {
+      weight_range_to_f32(ik, W, flat, nlen, tile);
       row = tile;
     }
     for (int64_t q = 0; q < panels; ++q) {
@@ -285,44 +310,71 @@ void pack_b(const IsaKernels& ik, const BSource& B, int64_t k0, int64_t kc, int6
   }
 }
 
-// One work item: C[m0:m1, n0:n1] over the whole of K.
+// Depth of a KC slice: K cut into slices of at most kKC, as even as possible.
+int64_t slice_depth(int64_t K) {
+  const int64_t slices = ceil_div(K, kKC);
+  return std::min(K, ceil_div(ceil_div(K, slices), 8) * 8);
+}
+
+// op(A)[all rows, k_begin : k_end] packed once per GEMM and shared by every
+// work item: KC slice by slice (slice depth kc), each slice MR-wide panels,
+// panel q of the slice at k0 at (k0 - k_begin) * m_pad + q * kc * MR, rows past
+// M zero (m_pad = M rounded up to MR).
+void pack_a_panel(const IsaKernels& ik, const ASource& A, int64_t M, int64_t k_begin,
+                  int64_t k_end, int64_t kc_max, int64_t m_pad, int64_t slice, int64_t q,
+                  float* dst) {
+  const int mr = ik.mr;
+  const int64_t k0 = k_begin + slice * kc_max, kc = std::min(kc_max, k_end - k0);
+  const int rows = int(std::min<int64_t>(mr, M - q * mr));
+  ik.transpose_panel(A.p + q * mr * A.ld + k0, A.ld, rows, kc, mr,
+                     dst + (k0 - k_begin) * m_pad + q * kc * mr);
+}
+
+// One work item: C[m0:m1, n0:n1] over op(A)[:, k_begin:k_end], the first KC
+// slice of K applying beta. A is read from the shared packed copy `ap` (see
+// pack_a_panel) or, when null, in place. Only the item's B columns are packed
+// (weights dequantized here, one KC slice at a time); each B panel is then run
+// against every MR-row tile of an MC block.
 void run_item(const IsaKernels& ik, const Problem& p, int64_t m0, int64_t m1, int64_t n0,
-              int64_t n1) {
+              int64_t n1, int64_t k_begin, int64_t k_end, const float* ap, int64_t m_pad) {
   const int mr = ik.mr, nr = ik.nr;
   const int64_t mc_max = std::max<int64_t>(mr, kMCTarget / mr * mr);
   const int64_t nlen = n1 - n0, panels = ceil_div(nlen, nr);
-  const int64_t kc_max = std::min(kKC, p.K);
+  const int64_t kc_max = slice_depth(p.K);
   Scratch& s = t_scratch;
   float* bp = grow(s.b, kc_max * panels * nr);
-  float* ap = grow(s.a, mc_max * kc_max);
-  float* tile = p.b.w.dtype == DType::F32 ? nullptr
-                                          : grow(s.tile, std::max<int64_t>(nr * kc_max, nlen));
-  alignas(64) float edge[32 * 32];  // one micro-tile (mr, nr <= 32)
+  float* tile = p.b.w.dtype == DType::NF4 ? grow(s.tile, std::max<int64_t>(nr * kc_max, nlen))
+                                          : nullptr;
+  alignas(64) float edge[32 * 32];  // one micro-tile of a transposed C (mr, nr <= 32)
+  const ASource& A = p.a;
+  const int64_t a_ld = ap ? mr : A.ld;
+  const bool a_kcontig = ap ? false : A.k_contiguous;
 
-  for (int64_t k0 = 0; k0 < p.K; k0 += kKC) {
-    const int64_t kc = std::min(kKC, p.K - k0);
+  for (int64_t k0 = k_begin; k0 < k_end; k0 += kc_max) {
+    const int64_t kc = std::min(kc_max, k_end - k0);
     const float beta = k0 == 0 ? p.beta : 1.0f;
     pack_b(ik, p.b, k0, kc, n0, nlen, bp, tile);
     for (int64_t i0 = m0; i0 < m1; i0 += mc_max) {
-      const int64_t mc = std::min(mc_max, m1 - i0);
-      pack_a(ik, p.a, i0, mc, k0, kc, ap);
+      const int64_t i1 = std::min(m1, i0 + mc_max);
       for (int64_t q = 0; q < panels; ++q) {
-        const int64_t cols = std::min<int64_t>(nr, nlen - q * nr);
+        const int cols = int(std::min<int64_t>(nr, nlen - q * nr));
         const float* bq = bp + q * kc * nr;
-        for (int64_t r = 0; r * mr < mc; ++r) {
-          const int64_t rows = std::min<int64_t>(mr, mc - r * mr);
-          const float* ar = ap + r * kc * mr;
-          float* c = p.c + (i0 + r * mr) * p.ldc + n0 + q * nr;
-          if (rows == mr && cols == nr) {
-            ik.micro(kc, ar, bq, c, p.ldc, p.alpha, beta);
+        const int64_t j = n0 + q * nr;
+        for (int64_t i = i0; i < i1; i += mr) {
+          const int rows = int(std::min<int64_t>(mr, i1 - i));
+          const float* a = ap ? ap + (k0 - k_begin) * m_pad + i * kc
+                           : A.k_contiguous ? A.p + i * A.ld + k0 : A.p + k0 * A.ld + i;
+          if (!p.c_trans) {
+            ik.micro(kc, a, a_ld, a_kcontig, bq, p.c + i * p.ldc + j, p.ldc, p.alpha, beta, rows,
+                     cols);
             continue;
           }
-          ik.micro(kc, ar, bq, edge, nr, 1.0f, 0.0f);
-          for (int64_t i = 0; i < rows; ++i)
-            for (int64_t j = 0; j < cols; ++j) {
-              float& out = c[i * p.ldc + j];
-              out = beta == 0.0f ? p.alpha * edge[i * nr + j]
-                                 : p.alpha * edge[i * nr + j] + beta * out;
+          ik.micro(kc, a, a_ld, a_kcontig, bq, edge, nr, 1.0f, 0.0f, rows, cols);
+          for (int jj = 0; jj < cols; ++jj)
+            for (int ii = 0; ii < rows; ++ii) {
+              float& out = p.c[(j + jj) * p.ldc + i + ii];
+              out = beta == 0.0f ? p.alpha * edge[ii * nr + jj]
+                                 : p.alpha * edge[ii * nr + jj] + beta * out;
             }
         }
       }
@@ -345,27 +397,59 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 void gemm_blocked(const IsaKernels& ik, const Problem& p) {
   if (p.M <= 0 || p.N <= 0) return;
   if (p.K <= 0 || p.alpha == 0.0f) {
-    scale_c(p.M, p.N, p.beta, p.c, p.ldc);
+    if (p.c_trans) {
+      scale_c(p.N, p.M, p.beta, p.c, p.ldc);
+    } else {
+      scale_c(p.M, p.N, p.beta, p.c, p.ldc);
+    }
     return;
   }
-  // Work grid: columns first (each column range packs its B block once); rows
-  // are split only when there are too few column ranges to keep threads busy.
+  // Work grid: columns first (each column range packs its B block once, and A
+  // is read in place, so splitting columns duplicates nothing); rows are split
+  // only when there are too few column panels. Several items per thread let
+  // the dynamic schedule even out unequal items.
   const int threads = num_threads();
-  const int64_t target = threads > 1 ? 2 * int64_t(threads) : 1;
+  const int64_t target = threads > 1 ? 4 * int64_t(threads) : 1;
   const int64_t nb = ceil_div(p.N, ik.nr), mb = ceil_div(p.M, ik.mr);
-  int64_t n_parts = std::max(ceil_div(p.N, kNCMax), std::min(nb, target));
+  int64_t n_parts = std::min(nb, std::max(ceil_div(p.N, kNCMax), target));
   const int64_t n_chunk = ceil_div(nb, n_parts) * ik.nr;
   n_parts = ceil_div(p.N, n_chunk);
-  int64_t m_parts = n_parts < target ? std::min(mb, ceil_div(target, n_parts)) : 1;
+  // Splitting rows re-packs B once per row range: only when there are fewer
+  // than two column ranges per thread.
+  int64_t m_parts = n_parts < 2 * threads ? std::min(mb, ceil_div(target, n_parts)) : 1;
   const int64_t m_chunk = ceil_div(mb, m_parts) * ik.mr;
   m_parts = ceil_div(p.M, m_chunk);
-  parallel_for(n_parts * m_parts, 1, [&](int64_t begin, int64_t end, int) {
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t mi = item / n_parts, ni = item % n_parts;
-      const int64_t m0 = mi * m_chunk, n0 = ni * n_chunk;
-      run_item(ik, p, m0, std::min(p.M, m0 + m_chunk), n0, std::min(p.N, n0 + n_chunk));
-    }
-  });
+  auto run_items = [&](int64_t k_begin, int64_t k_end, const float* ap, int64_t m_pad) {
+    parallel_for(n_parts * m_parts, 1, [&](int64_t begin, int64_t end, int) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t mi = item / n_parts, ni = item % n_parts;
+        const int64_t m0 = mi * m_chunk, n0 = ni * n_chunk;
+        run_item(ik, p, m0, std::min(p.M, m0 + m_chunk), n0, std::min(p.N, n0 + n_chunk), k_begin,
+                 k_end, ap, m_pad);
+      }
+    });
+  };
+  // A k-contiguous A used by several column panels is packed once (its
+  // panels split over the threads) and shared, in chunks of K of at most
+  // kPackedA floats; otherwise A is read in place (transposed A is already
+  // row-panel shaped, and with one or two column panels each A value is used
+  // once or twice).
+  if (!p.a.k_contiguous || nb <= 2) {
+    run_items(0, p.K, nullptr, 0);
+    return;
+  }
+  const int64_t kc_max = slice_depth(p.K), m_pad = mb * ik.mr;
+  const int64_t k_chunk = std::max<int64_t>(1, kPackedA / (m_pad * kc_max)) * kc_max;
+  float* ap = grow(t_scratch.shared_a, m_pad * std::min(k_chunk, p.K));
+  for (int64_t k_begin = 0; k_begin < p.K; k_begin += k_chunk) {
+    const int64_t k_end = std::min(p.K, k_begin + k_chunk);
+    const int64_t slices = ceil_div(k_end - k_begin, kc_max);
+    parallel_for(slices * mb, 1, [&](int64_t begin, int64_t end, int) {
+      for (int64_t t = begin; t < end; ++t)
+        pack_a_panel(ik, p.a, p.M, k_begin, k_end, kc_max, m_pad, t / mb, t % mb, ap);
+    });
+    run_items(k_begin, k_end, ap, m_pad);
+  }
 }
 
 const IsaKernels& kernels() {
@@ -458,10 +542,18 @@ float weight_element(const WeightRef& W, int64_t r, int64_t c) {
 }  // namespace
 
 const IsaKernels& portable_kernels() {
-  static const IsaKernels k = {Isa::Scalar,          kPortableMR,          kPortableNR,
-                               micro_portable,       transpose_panel_portable,
-                               bf16_to_f32_portable, nf4_blocks_to_f32_portable, dot_rows_portable,
-                               axpy_rows_portable,   peak_loop_portable};
+  static const IsaKernels k = {Isa::Scalar,
+                               kPortableMR,
+                               kPortableNR,
+                               micro_portable,
+                               transpose_panel_portable,
+                               transpose_panel_bf16_portable,
+                               bf16_rows_to_panels_portable,
+                               bf16_to_f32_portable,
+                               nf4_blocks_to_f32_portable,
+                               dot_rows_portable,
+                               axpy_rows_portable,
+                               peak_loop_portable};
   return k;
 }
 
@@ -474,8 +566,18 @@ const IsaKernels& portable_kernels() {
 void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc) {
+  const gemm::IsaKernels& ik = gemm::kernels();
+  if (M <= ik.nr && N >= 4 * M) {
+    // Few rows, many columns (a LoRA gradient duᵀ·x): packing op(B) would cost
+    // as much as the product. Compute Cᵀ = op(B)ᵀ·op(A)ᵀ instead, reading op(B)
+    // in place and packing the small op(A).
+    gemm::Problem p{N, M, K, alpha, beta, {B, ldb, transB}, {gemm::dense(A, lda), !transA}, C, ldc,
+                    true};
+    gemm::gemm_blocked(ik, p);
+    return;
+  }
   gemm::Problem p{M, N, K, alpha, beta, {A, lda, !transA}, {gemm::dense(B, ldb), transB}, C, ldc};
-  gemm::gemm_blocked(gemm::kernels(), p);
+  gemm::gemm_blocked(ik, p);
 }
 
 void linear_forward(const WeightRef& W, const float* X, int64_t T, float* Y, bool accumulate) {

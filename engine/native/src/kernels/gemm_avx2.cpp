@@ -2,12 +2,16 @@
 // only; chosen at run time when active_isa() is Avx2).
 //
 // Micro-kernel 6 x 16: 12 ymm accumulators (6 rows x two 8-float vectors),
-// two B vectors and one broadcast A value: 15 of the 16 ymm registers.
+// two B vectors and one broadcast A value: 15 of the 16 ymm registers. A is
+// read in place (unpacked); variants for 1..6 rows and masked stores cover
+// the edges.
 #if defined(LS_HAVE_X86_KERNELS)
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <utility>
 
 #include "../common/dtype.h"
 #include "gemm_internal.h"
@@ -18,48 +22,82 @@ namespace {
 
 constexpr int kMR = 6, kNR = 16;
 
-void micro_6x16(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
-                float beta) {
-  __m256 acc[kMR][2];
-#pragma GCC unroll 6
-  for (int i = 0; i < kMR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-#pragma GCC unroll 6
-  for (int i = 0; i < kMR; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+// Mask with the first n (0..8) lanes set, for maskload / maskstore.
+inline __m256i first_lanes(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
 
+// R rows (1..6) x 16 columns. A is read in place: KC ? a[i*lda + k] :
+// a[k*lda + i]. Only the first `cols` columns are stored.
+template <int R, bool KC>
+void micro_t(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
+             float alpha, float beta, int cols) {
+  __m256 acc[R][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+#pragma GCC unroll 6
+  for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+
+  const int64_t rs = KC ? lda : 1, ks = KC ? 1 : lda;
   for (int64_t k = 0; k < kc; ++k) {
     const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
 #pragma GCC unroll 6
-    for (int i = 0; i < kMR; ++i) {
-      const __m256 ai = _mm256_broadcast_ss(a + i);
+    for (int i = 0; i < R; ++i) {
+      const __m256 ai = _mm256_broadcast_ss(a + i * rs);
       acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
       acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
     }
-    a += kMR;
+    a += ks;
     b += kNR;
   }
 
   const __m256 va = _mm256_set1_ps(alpha);
-  if (beta == 0.0f) {
+  if (cols == kNR) {
+    if (beta == 0.0f) {
 #pragma GCC unroll 6
-    for (int i = 0; i < kMR; ++i) {
-      _mm256_storeu_ps(c + i * ldc, _mm256_mul_ps(va, acc[i][0]));
-      _mm256_storeu_ps(c + i * ldc + 8, _mm256_mul_ps(va, acc[i][1]));
-    }
-  } else {
-    const __m256 vb = _mm256_set1_ps(beta);
+      for (int i = 0; i < R; ++i) {
+        _mm256_storeu_ps(c + i * ldc, _mm256_mul_ps(va, acc[i][0]));
+        _mm256_storeu_ps(c + i * ldc + 8, _mm256_mul_ps(va, acc[i][1]));
+      }
+    } else {
+      const __m256 vb = _mm256_set1_ps(beta);
 #pragma GCC unroll 6
-    for (int i = 0; i < kMR; ++i) {
-      float* ci = c + i * ldc;
-      _mm256_storeu_ps(ci, _mm256_fmadd_ps(va, acc[i][0], _mm256_mul_ps(vb, _mm256_loadu_ps(ci))));
-      _mm256_storeu_ps(ci + 8,
-                       _mm256_fmadd_ps(va, acc[i][1], _mm256_mul_ps(vb, _mm256_loadu_ps(ci + 8))));
+      for (int i = 0; i < R; ++i) {
+        float* ci = c + i * ldc;
+        _mm256_storeu_ps(ci, _mm256_fmadd_ps(va, acc[i][0], _mm256_mul_ps(vb, _mm256_loadu_ps(ci))));
+        _mm256_storeu_ps(ci + 8,
+                         _mm256_fmadd_ps(va, acc[i][1], _mm256_mul_ps(vb, _mm256_loadu_ps(ci + 8))));
+      }
     }
+    return;
   }
+  const __m256i mask[2] = {first_lanes(std::min(cols, 8)), first_lanes(std::max(cols - 8, 0))};
+  const __m256 vb = _mm256_set1_ps(beta);
+  for (int i = 0; i < R; ++i)
+    for (int v = 0; v < 2; ++v) {
+      float* ci = c + i * ldc + 8 * v;
+      __m256 out = _mm256_mul_ps(va, acc[i][v]);
+      if (beta != 0.0f)
+        out = _mm256_fmadd_ps(va, acc[i][v], _mm256_mul_ps(vb, _mm256_maskload_ps(ci, mask[v])));
+      _mm256_maskstore_ps(ci, mask[v], out);
+    }
 }
 
-// Mask with the first n (0..8) lanes set, for maskload / maskstore.
-inline __m256i first_lanes(int n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+using MicroFn = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, float,
+                         float, int);
+
+template <bool KC, size_t... I>
+constexpr std::array<MicroFn, sizeof...(I)> micro_table(std::index_sequence<I...>) {
+  return {&micro_t<int(I) + 1, KC>...};
+}
+
+// [a_kcontig][rows - 1]
+const std::array<MicroFn, kMR> kMicro[2] = {micro_table<false>(std::make_index_sequence<kMR>()),
+                                            micro_table<true>(std::make_index_sequence<kMR>())};
+
+void micro_avx2(int64_t kc, const float* a, int64_t lda, bool a_kcontig, const float* b, float* c,
+                int64_t ldc, float alpha, float beta, int rows, int cols) {
+  kMicro[a_kcontig][size_t(rows - 1)](kc, a, lda, b, c, ldc, alpha, beta, cols);
 }
 
 // In-register transpose of an 8 x 8 block: r[i] lane c -> r[c] lane i.
@@ -107,6 +145,64 @@ void transpose_panel_avx2(const float* src, int64_t lds, int rows, int64_t kc, i
       } else {
         for (int kk = 0; kk < kn; ++kk) _mm256_maskstore_ps(d + kk * width, store_mask, v[kk]);
       }
+    }
+  }
+}
+
+// transpose_panel_avx2 of a bf16 source, widened in registers (exact).
+void transpose_panel_bf16_avx2(const uint16_t* src, int64_t lds, int rows, int64_t kc, int width,
+                               float* dst) {
+  for (int r0 = 0; r0 < width; r0 += 8) {
+    const int cols = std::min(8, width - r0);
+    const int valid = std::max(0, std::min(8, rows - r0));
+    const __m256i store_mask = first_lanes(cols);
+    for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+      const int kn = int(std::min<int64_t>(8, kc - k0));
+      __m256 v[8];
+      for (int i = 0; i < 8; ++i) {
+        if (i >= valid) {
+          v[i] = _mm256_setzero_ps();
+          continue;
+        }
+        const uint16_t* s = src + (r0 + i) * lds + k0;
+        __m128i h;
+        if (kn == 8) {
+          h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));
+        } else {
+          alignas(16) uint16_t part[8] = {};
+          for (int kk = 0; kk < kn; ++kk) part[kk] = s[kk];
+          h = _mm_load_si128(reinterpret_cast<const __m128i*>(part));
+        }
+        v[i] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+      }
+      transpose8x8(v);
+      float* d = dst + k0 * width + r0;
+      if (cols == 8) {
+        for (int kk = 0; kk < kn; ++kk) _mm256_storeu_ps(d + kk * width, v[kk]);
+      } else {
+        for (int kk = 0; kk < kn; ++kk) _mm256_maskstore_ps(d + kk * width, store_mask, v[kk]);
+      }
+    }
+  }
+}
+
+void bf16_rows_to_panels_avx2(const uint16_t* src, int64_t lds, int64_t kc, int64_t nlen,
+                              float* dst) {
+  for (int64_t k = 0; k < kc; ++k) {
+    const uint16_t* s = src + k * lds;
+    float* d = dst + k * kNR;
+    for (int64_t j0 = 0; j0 < nlen; j0 += 8) {
+      float* out = d + (j0 / kNR) * kc * kNR + j0 % kNR;
+      if (nlen - j0 >= 8) {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + j0));
+        _mm256_store_ps(out, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+      } else {
+        for (int64_t j = j0; j < j0 + 8; ++j) out[j - j0] = j < nlen ? bf16_to_f32(s[j]) : 0.0f;
+      }
+    }
+    if (nlen % kNR != 0 && nlen % kNR <= 8) {  // the last panel's second half
+      float* out = d + (nlen / kNR) * kc * kNR + 8;
+      _mm256_store_ps(out, _mm256_setzero_ps());
     }
   }
 }
@@ -245,10 +341,18 @@ double peak_loop_avx2(double seconds) {
 }  // namespace
 
 const IsaKernels& avx2_kernels() {
-  static const IsaKernels k = {Isa::Avx2,       kMR,           kNR,
-                               micro_6x16,      transpose_panel_avx2,
-                               bf16_to_f32_avx2, nf4_blocks_to_f32_avx2,
-                               dot_rows_avx2,   axpy_rows_avx2,     peak_loop_avx2};
+  static const IsaKernels k = {Isa::Avx2,
+                               kMR,
+                               kNR,
+                               micro_avx2,
+                               transpose_panel_avx2,
+                               transpose_panel_bf16_avx2,
+                               bf16_rows_to_panels_avx2,
+                               bf16_to_f32_avx2,
+                               nf4_blocks_to_f32_avx2,
+                               dot_rows_avx2,
+                               axpy_rows_avx2,
+                               peak_loop_avx2};
   return k;
 }
 

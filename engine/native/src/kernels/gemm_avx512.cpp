@@ -4,7 +4,9 @@
 // Micro-kernel 14 x 32: 28 zmm accumulators (14 rows x two 16-float vectors),
 // two B vectors per k and the 14 A values broadcast from memory straight into
 // the FMAs. 28 independent FMA chains cover the 4-cycle latency of two FMA
-// ports; each k step does 28 FMAs against 16 loads.
+// ports; each k step does 28 FMAs against 16 loads. A is read in place
+// (unpacked); variants for 1..14 rows and for <= 16 columns cover the edges
+// without a scratch tile.
 #if defined(LS_HAVE_X86_KERNELS)
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12 reports its own AVX-512 intrinsics (their _mm512_undefined_*
@@ -15,7 +17,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <utility>
 
 #include "gemm_internal.h"
 
@@ -25,44 +29,71 @@ namespace {
 
 constexpr int kMR = 14, kNR = 32;
 
-void micro_14x32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
-                 float beta) {
-  __m512 acc[kMR][2];
+// R rows (1..14) x V vectors of 16 columns (1 or 2). A is read in place:
+// KC ? a[i*lda + k] : a[k*lda + i]. Only the first `cols` columns are stored.
+template <int R, int V, bool KC>
+void micro_t(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
+             float alpha, float beta, int cols) {
+  __m512 acc[R][V];
 #pragma GCC unroll 14
-  for (int i = 0; i < kMR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int i = 0; i < R; ++i)
+    for (int v = 0; v < V; ++v) acc[i][v] = _mm512_setzero_ps();
 #pragma GCC unroll 14
-  for (int i = 0; i < kMR; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+  for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
 
+  const int64_t rs = KC ? lda : 1, ks = KC ? 1 : lda;
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+    __m512 bv[V];
+    for (int v = 0; v < V; ++v) bv[v] = _mm512_load_ps(b + 16 * v);
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kNR), _MM_HINT_T0);
 #pragma GCC unroll 14
-    for (int i = 0; i < kMR; ++i) {
-      const __m512 ai = _mm512_set1_ps(a[i]);
-      acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+    for (int i = 0; i < R; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i * rs]);
+      for (int v = 0; v < V; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
     }
-    a += kMR;
+    a += ks;
     b += kNR;
   }
 
+  __mmask16 mask[2];
+  mask[0] = cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1);
+  mask[1] = cols >= 32 ? __mmask16(0xffff) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1) : 0;
   const __m512 va = _mm512_set1_ps(alpha);
   if (beta == 0.0f) {
 #pragma GCC unroll 14
-    for (int i = 0; i < kMR; ++i) {
-      _mm512_storeu_ps(c + i * ldc, _mm512_mul_ps(va, acc[i][0]));
-      _mm512_storeu_ps(c + i * ldc + 16, _mm512_mul_ps(va, acc[i][1]));
-    }
+    for (int i = 0; i < R; ++i)
+      for (int v = 0; v < V; ++v)
+        _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mask[v], _mm512_mul_ps(va, acc[i][v]));
   } else {
     const __m512 vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 14
-    for (int i = 0; i < kMR; ++i) {
-      float* ci = c + i * ldc;
-      _mm512_storeu_ps(ci, _mm512_fmadd_ps(va, acc[i][0], _mm512_mul_ps(vb, _mm512_loadu_ps(ci))));
-      _mm512_storeu_ps(ci + 16,
-                       _mm512_fmadd_ps(va, acc[i][1], _mm512_mul_ps(vb, _mm512_loadu_ps(ci + 16))));
-    }
+    for (int i = 0; i < R; ++i)
+      for (int v = 0; v < V; ++v) {
+        float* ci = c + i * ldc + 16 * v;
+        const __m512 old = _mm512_maskz_loadu_ps(mask[v], ci);
+        _mm512_mask_storeu_ps(ci, mask[v], _mm512_fmadd_ps(va, acc[i][v], _mm512_mul_ps(vb, old)));
+      }
   }
+}
+
+using MicroFn = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, float,
+                         float, int);
+
+template <int V, bool KC, size_t... I>
+constexpr std::array<MicroFn, sizeof...(I)> micro_table(std::index_sequence<I...>) {
+  return {&micro_t<int(I) + 1, V, KC>...};
+}
+
+// [a_kcontig][cols > 16][rows - 1]
+const std::array<MicroFn, kMR> kMicro[2][2] = {
+    {micro_table<1, false>(std::make_index_sequence<kMR>()),
+     micro_table<2, false>(std::make_index_sequence<kMR>())},
+    {micro_table<1, true>(std::make_index_sequence<kMR>()),
+     micro_table<2, true>(std::make_index_sequence<kMR>())}};
+
+void micro_avx512(int64_t kc, const float* a, int64_t lda, bool a_kcontig, const float* b,
+                  float* c, int64_t ldc, float alpha, float beta, int rows, int cols) {
+  kMicro[a_kcontig][cols > 16][size_t(rows - 1)](kc, a, lda, b, c, ldc, alpha, beta, cols);
 }
 
 // In-register transpose of a 16 x 16 block: r[i] lane c -> r[c] lane i.
@@ -123,6 +154,62 @@ void transpose_panel_avx512(const float* src, int64_t lds, int rows, int64_t kc,
       } else {
         for (int kk = 0; kk < kn; ++kk) _mm512_mask_storeu_ps(d + kk * width, store_mask, v[kk]);
       }
+    }
+  }
+}
+
+// transpose_panel_avx512 of a bf16 source: each 16-value row piece is widened
+// in registers (bf16 -> fp32 is a 16-bit shift, exact) before the transpose.
+void transpose_panel_bf16_avx512(const uint16_t* src, int64_t lds, int rows, int64_t kc,
+                                 int width, float* dst) {
+  for (int r0 = 0; r0 < width; r0 += 16) {
+    const int cols = std::min(16, width - r0);
+    const int valid = std::max(0, std::min(16, rows - r0));
+    const __mmask16 store_mask = __mmask16((1u << cols) - 1);
+    for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+      const int kn = int(std::min<int64_t>(16, kc - k0));
+      const __mmask16 load_mask = kn == 16 ? __mmask16(0xffff) : __mmask16((1u << kn) - 1);
+      __m512 v[16];
+      for (int i = 0; i < 16; ++i) {
+        if (i < valid) {
+          const __m256i h = _mm256_maskz_loadu_epi16(load_mask, src + (r0 + i) * lds + k0);
+          v[i] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+        } else {
+          v[i] = _mm512_setzero_ps();
+        }
+      }
+      transpose16x16(v);
+      float* d = dst + k0 * width + r0;
+      if (cols == 16) {
+        for (int kk = 0; kk < kn; ++kk) _mm512_storeu_ps(d + kk * width, v[kk]);
+      } else {
+        for (int kk = 0; kk < kn; ++kk) _mm512_mask_storeu_ps(d + kk * width, store_mask, v[kk]);
+      }
+    }
+  }
+}
+
+void bf16_rows_to_panels_avx512(const uint16_t* src, int64_t lds, int64_t kc, int64_t nlen,
+                                float* dst) {
+  const int64_t full = nlen / kNR;
+  const int64_t rest = nlen - full * kNR;
+  const __mmask32 rest_mask = rest ? __mmask32((uint64_t(1) << rest) - 1) : 0;
+  for (int64_t k = 0; k < kc; ++k) {
+    const uint16_t* s = src + k * lds;
+    float* d = dst + k * kNR;
+    for (int64_t q = 0; q < full; ++q) {
+      const __m512i h = _mm512_loadu_si512(s + q * kNR);
+      const __m512i lo = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(h));
+      const __m512i hi = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(h, 1));
+      _mm512_store_ps(d + q * kc * kNR, _mm512_castsi512_ps(_mm512_slli_epi32(lo, 16)));
+      _mm512_store_ps(d + q * kc * kNR + 16, _mm512_castsi512_ps(_mm512_slli_epi32(hi, 16)));
+    }
+    if (rest) {
+      const __m512i h = _mm512_maskz_loadu_epi16(rest_mask, s + full * kNR);
+      const __m512i lo = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(h));
+      const __m512i hi = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(h, 1));
+      _mm512_store_ps(d + full * kc * kNR, _mm512_castsi512_ps(_mm512_slli_epi32(lo, 16)));
+      _mm512_store_ps(d + full * kc * kNR + 16, _mm512_castsi512_ps(_mm512_slli_epi32(hi, 16)));
     }
   }
 }
@@ -251,11 +338,18 @@ double peak_loop_avx512(double seconds) {
 }  // namespace
 
 const IsaKernels& avx512_kernels() {
-  static const IsaKernels k = {Isa::Avx512,       kMR,
-                               kNR,               micro_14x32,
-                               transpose_panel_avx512, bf16_to_f32_avx512,
-                               nf4_blocks_to_f32_avx512, dot_rows_avx512,
-                               axpy_rows_avx512,       peak_loop_avx512};
+  static const IsaKernels k = {Isa::Avx512,
+                               kMR,
+                               kNR,
+                               micro_avx512,
+                               transpose_panel_avx512,
+                               transpose_panel_bf16_avx512,
+                               bf16_rows_to_panels_avx512,
+                               bf16_to_f32_avx512,
+                               nf4_blocks_to_f32_avx512,
+                               dot_rows_avx512,
+                               axpy_rows_avx512,
+                               peak_loop_avx512};
   return k;
 }
 

@@ -2,11 +2,12 @@
 // kernel files gemm_avx2.cpp / gemm_avx512.cpp, and nf4.cpp. Not a public
 // header: the engine calls only gemm.h and nf4.h.
 //
-// Layouts of the packed operands the micro-kernels read (BLIS/GotoBLAS style):
-//   A panel  [kc][MR]  a[k*MR + i] = op(A)[i0+i, k0+k], rows past M are zero
+// Operands the micro-kernels read:
+//   A        unpacked, read in place: op(A)(i, k) = a[i*lda + k] (k-contiguous)
+//            or a[k*lda + i]; only rows < `rows` and k < kc are touched
 //   B panel  [kc][NR]  b[k*NR + j] = op(B)[k0+k, j0+j], columns past N are zero
-// A micro-kernel multiplies one A panel by one B panel into an MR x NR tile of
-// C held in registers.
+// A micro-kernel multiplies up to MR rows of A by one B panel into an MR x NR
+// tile of C held in registers, and writes only its rows x cols corner.
 #pragma once
 #include <cstdint>
 
@@ -25,15 +26,26 @@ struct IsaKernels {
   Isa isa;
   int mr, nr;  // micro-tile rows (A panel width) and columns (B panel width)
 
-  // c[i*ldc + j] = alpha * sum_k a[k*mr + i] * b[k*nr + j] + beta * c[i*ldc + j]
-  // for the full mr x nr tile; beta == 0 overwrites c without reading it.
-  void (*micro)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
-                float beta);
+  // c[i*ldc + j] = alpha * sum_k A(i, k) * b[k*nr + j] + beta * c[i*ldc + j]
+  // for i < rows (1..mr), j < cols (1..nr), where A(i, k) = a[i*lda + k] if
+  // a_kcontig, else a[k*lda + i]; beta == 0 overwrites c without reading it.
+  void (*micro)(int64_t kc, const float* a, int64_t lda, bool a_kcontig, const float* b, float* c,
+                int64_t ldc, float alpha, float beta, int rows, int cols);
 
   // dst[k*width + r] = src[r*lds + k] for r < rows, k < kc; dst[k*width + r] = 0
-  // for rows <= r < width. width <= 2*nr (A panels use width mr, B panels nr).
+  // for rows <= r < width. width <= 2*nr (B panels use width nr).
   void (*transpose_panel)(const float* src, int64_t lds, int rows, int64_t kc, int width,
                           float* dst);
+
+  // transpose_panel of a bf16 source, each value widened to fp32 exactly.
+  void (*transpose_panel_bf16)(const uint16_t* src, int64_t lds, int rows, int64_t kc, int width,
+                               float* dst);
+
+  // B panels from a bf16 source whose rows run along N: for k < kc, j < nlen,
+  // dst[(j/nr)*kc*nr + k*nr + j%nr] = src[k*lds + j] widened to fp32; columns
+  // of the last panel past nlen are zero.
+  void (*bf16_rows_to_panels)(const uint16_t* src, int64_t lds, int64_t kc, int64_t nlen,
+                              float* dst);
 
   // dst[i] = bf16 src[i] widened to fp32.
   void (*bf16_to_f32)(const uint16_t* src, int64_t n, float* dst);
