@@ -39,13 +39,19 @@ void micro_t(int64_t kc, const float* a, int64_t lda, const float* b, float* c, 
   for (int i = 0; i < R; ++i)
     for (int v = 0; v < V; ++v) acc[i][v] = _mm512_setzero_ps();
 #pragma GCC unroll 14
-  for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+  for (int i = 0; i < R; ++i)
+    for (int v = 0; v < V; ++v)
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * v), _MM_HINT_T0);
 
   const int64_t rs = KC ? lda : 1, ks = KC ? 1 : lda;
   for (int64_t k = 0; k < kc; ++k) {
     __m512 bv[V];
     for (int v = 0; v < V; ++v) bv[v] = _mm512_load_ps(b + 16 * v);
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kNR), _MM_HINT_T0);
+    if (!KC) {  // rows of A lda apart: a stride the hardware prefetchers miss
+      _mm_prefetch(reinterpret_cast<const char*>(a + 8 * ks), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(a + 8 * ks + R - 1), _MM_HINT_T0);
+    }
 #pragma GCC unroll 14
     for (int i = 0; i < R; ++i) {
       const __m512 ai = _mm512_set1_ps(a[i * rs]);
