@@ -14,6 +14,7 @@ import { writeFileAtomic } from './atomic.ts';
 import type { ModelArch, RopeScaling } from './config.ts';
 import { f32ToBf16Bits, f32ToF16Bits } from './half.ts';
 import { writeSafetensors, type TensorToWrite, type WeightDtype } from './safetensors.ts';
+import { TINY_VOCAB_SIZE, tinyTokenizerFiles, writeTinyTokenizer, type TinyTokenizerOptions } from './tiny-tokenizer.ts';
 
 export interface TinyModelOptions {
   arch: ModelArch;
@@ -44,6 +45,11 @@ export interface TinyModelOptions {
   configOverrides?: Record<string, unknown>;
   // Written verbatim as generation_config.json when given.
   generationConfig?: Record<string, unknown>;
+  // Also write the tiny byte-level tokenizer (tiny-tokenizer.ts): tokenizer.json,
+  // tokenizer_config.json with a chat template, and generation_config.json
+  // (unless generationConfig is given). vocabSize then defaults to
+  // TINY_VOCAB_SIZE, and bos/eos ids to the tokenizer's. Default off.
+  tokenizer?: boolean | TinyTokenizerOptions;
 }
 
 export interface TinyModel {
@@ -64,13 +70,27 @@ const TORCH_DTYPE_NAMES: Record<WeightDtype, string> = { BF16: 'bfloat16', F16: 
 export async function createTinyModel(dir: string, opts: TinyModelOptions): Promise<TinyModel> {
   const root = path.resolve(dir);
   await mkdir(root, { recursive: true });
+  const tokenizerOpts = opts.tokenizer === true ? {} : opts.tokenizer || null;
+  const tokenizer = tokenizerOpts ? tinyTokenizerFiles(tokenizerOpts) : null;
+  if (tokenizer) {
+    opts = {
+      ...opts,
+      vocabSize: opts.vocabSize ?? TINY_VOCAB_SIZE,
+      bosTokenId: opts.bosTokenId !== undefined ? opts.bosTokenId : tokenizer.bosTokenId,
+      eosTokenId: opts.eosTokenId !== undefined ? opts.eosTokenId : tokenizer.eosTokenId,
+    };
+    if (opts.vocabSize! < TINY_VOCAB_SIZE - 6)
+      throw new Error(`createTinyModel: vocabSize ${opts.vocabSize} is below the tiny tokenizer's ${TINY_VOCAB_SIZE - 6} tokens`);
+  }
   const o = resolveOptions(opts);
 
   const config = tinyConfigJson(o);
   await writeFileAtomic(path.join(root, 'config.json'), [Buffer.from(pythonJson(config))]);
-  if (opts.generationConfig) {
-    await writeFileAtomic(path.join(root, 'generation_config.json'), [Buffer.from(pythonJson(opts.generationConfig))]);
+  const generationConfig = opts.generationConfig ?? tokenizer?.generationConfig;
+  if (generationConfig) {
+    await writeFileAtomic(path.join(root, 'generation_config.json'), [Buffer.from(pythonJson(generationConfig))]);
   }
+  if (tokenizerOpts) await writeTinyTokenizer(root, tokenizerOpts);
 
   const specs = tensorSpecs(o);
   const tensors: TensorToWrite[] = specs.map((spec) => ({
@@ -108,7 +128,7 @@ export async function createTinyModel(dir: string, opts: TinyModelOptions): Prom
   return { dir: root, config, files, tensorNames: specs.map((s) => s.name) };
 }
 
-type ResolvedOptions = Required<Omit<TinyModelOptions, 'headDim' | 'configOverrides' | 'generationConfig'>> & {
+type ResolvedOptions = Required<Omit<TinyModelOptions, 'headDim' | 'configOverrides' | 'generationConfig' | 'tokenizer'>> & {
   headDim: number;
   explicitHeadDim: boolean;
   configOverrides: Record<string, unknown>;
