@@ -2,7 +2,7 @@
 // or chat_template.jinja beside it), rendered with @huggingface/jinja with the
 // variables transformers' apply_chat_template passes: messages,
 // add_generation_prompt, the special tokens (bos_token, eos_token, pad_token,
-// unk_token), raise_exception (built in) and strftime_now.
+// unk_token); raise_exception and strftime_now are built into the renderer.
 //
 // A model without a template gets FALLBACK_CHAT_TEMPLATE, ChatML:
 //   <|im_start|>{role}\n{content}<|im_end|>\n   per message, then
@@ -42,30 +42,8 @@ export class ChatTemplate {
     const context: Record<string, unknown> = {
       messages: messages.map((m) => ({ role: m.role, content: m.content })),
       add_generation_prompt: opts.addGenerationPrompt ?? false,
-      strftime_now: (format: string) => strftime(new Date(), format),
     };
     for (const [k, v] of Object.entries(this.tokens)) if (v !== null && v !== undefined) context[k] = v;
     return this.template.render(context);
   }
-}
-
-const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
-
-// The strftime directives chat templates use (Llama 3.1: "%d %b %Y").
-function strftime(d: Date, format: string): string {
-  const pad = (n: number) => String(n).padStart(2, '0');
-  return format.replace(/%([dmYyBbHMS%])/g, (_, c: string) => {
-    switch (c) {
-      case 'd': return pad(d.getDate());
-      case 'm': return pad(d.getMonth() + 1);
-      case 'Y': return String(d.getFullYear());
-      case 'y': return pad(d.getFullYear() % 100);
-      case 'B': return MONTHS[d.getMonth()]!;
-      case 'b': return MONTHS[d.getMonth()]!.slice(0, 3);
-      case 'H': return pad(d.getHours());
-      case 'M': return pad(d.getMinutes());
-      case 'S': return pad(d.getSeconds());
-      default: return '%';
-    }
-  });
 }
