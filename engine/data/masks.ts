@@ -107,8 +107,7 @@ function encodeSpans(tok: ModelTokenizer, spans: TextSpan[], plain: boolean): En
   const needsEos = plain || (tok.chatTemplate.isFallback && tok.tokenToId('<|im_end|>') === null);
   if (needsEos && eos !== null && inputIds[inputIds.length - 1] !== eos) {
     inputIds.push(eos);
-    const lastTrained = spans.length > 0 && spans[spans.length - 1]!.trained;
-    labels.push(plain || lastTrained || spans.some((s) => s.trained) ? eos : IGNORE);
+    labels.push(plain || spans.some((s) => s.trained) ? eos : IGNORE);
   }
   return { inputIds, labels };
 }
