@@ -55,7 +55,10 @@ export const DEFAULT_SAMPLING: Readonly<SamplingSettings> = Object.freeze({
 /** Checks sampling options; errors name the field. */
 export function resolveSampling(opts: SamplingOptions = {}): SamplingSettings {
   const s = { ...DEFAULT_SAMPLING };
-  for (const [k, v] of Object.entries(opts)) if (v !== undefined) (s as Record<string, unknown>)[k] = v;
+  for (const k of Object.keys(s) as (keyof SamplingSettings)[]) {
+    const v = (opts as Record<string, unknown>)[k];
+    if (v !== undefined) (s as Record<string, unknown>)[k] = v;
+  }
   if (typeof s.greedy !== 'boolean') throw new EngineInputError('greedy', `expected true or false, got ${String(s.greedy)}`);
   if (typeof s.temperature !== 'number' || !Number.isFinite(s.temperature) || s.temperature < 0)
     throw new EngineInputError('temperature', `expected a number ≥ 0 (0 = greedy), got ${String(s.temperature)}`);

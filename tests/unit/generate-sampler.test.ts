@@ -42,6 +42,10 @@ function topPReference(logits: Float32Array, p: number): number[] {
 }
 
 describe('sampling options', () => {
+  it('keeps only the sampling fields', () => {
+    assert.deepEqual(Object.keys(resolveSampling({ maxTokens: 3, stop: ['x'] } as object)).sort(), ['greedy', 'repetitionPenalty', 'seed', 'temperature', 'topK', 'topP']);
+  });
+
   it('fills defaults and accepts the edges', () => {
     assert.deepEqual(resolveSampling(), { greedy: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 });
     assert.deepEqual(resolveSampling({ temperature: 0, topP: 1, topK: undefined, seed: 7 }), {
