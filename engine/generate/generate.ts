@@ -39,7 +39,7 @@ export interface GenerateOptions extends SamplingOptions {
 
 export type FinishReason = 'eos' | 'stop' | 'length' | 'cancelled';
 
-/** One streamed token. */
+/** One streamed token (an EOS id that ends the generation is streamed too, with text ''). */
 export interface GeneratedToken {
   id: number;
   /** 0 for the first generated token. */
