@@ -13,7 +13,7 @@
 import { RecordProblem } from './errors.ts';
 import type { Example } from './formats.ts';
 import { countTrained, encodeExample, IGNORE, type LossOn } from './masks.ts';
-import { Dataset, type DatasetOptions } from './reader.ts';
+import { Dataset, decodeUtf8, scanLines, type DatasetOptions } from './reader.ts';
 import { ModelTokenizer } from './tokenizer.ts';
 import { DataError } from './errors.ts';
 
@@ -108,6 +108,140 @@ export class TrainingData {
       const out = this.finish(record.index, record.line, encoded.inputIds.slice(0, n), encoded.labels.slice(0, n), fullLength, record.example);
       yield out;
     }
+  }
+
+  /**
+   * Example `i` on its own (the `index` examples() gives it), for visiting
+   * examples in any order: records are read with one seek each; txt windows
+   * through an index of where each window starts (built by one pass over the
+   * file on first use: 24 bytes a window). Null for an example that
+   * truncation 'drop' leaves out. Does not change `stats`.
+   */
+  async exampleAt(i: number): Promise<TokenizedExample | null> {
+    if (this.dataset.format === 'txt') return this.windowAt(i);
+    const record = await this.dataset.recordAt(i);
+    let encoded;
+    try {
+      encoded = encodeExample(this.tokenizer, record.example, this.options.lossOn);
+    } catch (e) {
+      if (e instanceof RecordProblem)
+        throw new DataError(`${this.dataset.file}:${record.line}: ${e.message}`, this.dataset.file, [
+          { file: this.dataset.file, line: record.line, message: e.message },
+        ]);
+      throw e;
+    }
+    const fullLength = encoded.inputIds.length;
+    if (fullLength > this.options.maxSeqLen && this.options.truncation === 'drop') return null;
+    const n = Math.min(fullLength, this.options.maxSeqLen);
+    this.checkVocab(encoded.inputIds, record.line);
+    const labels = Int32Array.from(encoded.labels.slice(0, n));
+    return {
+      index: record.index, line: record.line, inputIds: Int32Array.from(encoded.inputIds.slice(0, n)), labels,
+      fullLength, truncated: fullLength > n, trainedTokens: countTrained(labels), example: record.example,
+    };
+  }
+
+  // txt: where window k starts, as (byte offset of its first token's line,
+  // that line's number, tokens of the line before it); offset -1: at the BOS
+  // that opens the file; token offset -1 past the last line: the closing EOS.
+  private windowIndex: { offsets: Float64Array; lines: Float64Array; skips: Float64Array; count: number } | null = null;
+
+  private async buildWindowIndex() {
+    const { maxSeqLen, overlap } = this.options;
+    const stride = maxSeqLen - overlap;
+    const tok = this.tokenizer;
+    let offsets = new Float64Array(256);
+    let lines = new Float64Array(256);
+    let skips = new Float64Array(256);
+    let count = 0;
+    const push = (offset: number, line: number, skip: number) => {
+      if (count === offsets.length) {
+        const grow = (a: Float64Array) => {
+          const b = new Float64Array(a.length * 2);
+          b.set(a);
+          return b;
+        };
+        [offsets, lines, skips] = [grow(offsets), grow(lines), grow(skips)];
+      }
+      offsets[count] = offset;
+      lines[count] = line;
+      skips[count] = skip;
+      count++;
+    };
+    // Window k covers stream tokens [k·stride, k·stride + maxSeqLen) (BOS, each
+    // line's tokens, EOS), as windows() cuts them: every window that fits in
+    // the text, then one last window of what is left if it holds new tokens.
+    // `recent` holds the lines that may contain a window start not yet placed.
+    const recent: { offset: number; line: number; start: number; n: number }[] = [];
+    const place = (at: number) => {
+      const r = recent.find((x) => at >= x.start && at < x.start + x.n);
+      if (!r) throw new Error(`window start ${at} is not in a known line`);
+      push(r.offset, r.line, at - r.start);
+    };
+    let nextStart = 0;
+    let pos = 0;
+    if (tok.addsBos) {
+      recent.push({ offset: -1, line: 1, start: 0, n: 1 });
+      pos = 1;
+    }
+    let endLine = 1;
+    for await (const l of scanLines(this.dataset.file, 0, 1, true)) {
+      let text: string;
+      try {
+        text = decodeUtf8(l.bytes);
+      } catch {
+        continue; // records() leaves undecodable lines out
+      }
+      const n = tok.encode(text).length;
+      recent.push({ offset: l.offset, line: l.line, start: pos, n });
+      pos += n;
+      endLine = l.line;
+      while (nextStart + maxSeqLen <= pos) {
+        place(nextStart);
+        nextStart += stride;
+      }
+      while (recent.length > 0 && recent[0]!.start + recent[0]!.n <= nextStart) recent.shift();
+    }
+    const total = pos + (tok.eosTokenId !== null ? 1 : 0);
+    if (total - nextStart > (count > 0 ? overlap : 0)) {
+      if (nextStart >= pos) push(Number.POSITIVE_INFINITY, endLine, 0);
+      else place(nextStart);
+    }
+    this.windowIndex = { offsets, lines, skips, count };
+    return this.windowIndex;
+  }
+
+  private async windowAt(k: number): Promise<TokenizedExample> {
+    const index = this.windowIndex ?? (await this.buildWindowIndex());
+    if (!Number.isInteger(k) || k < 0 || k >= index.count) throw new RangeError(`window ${k} is outside [0, ${index.count})`);
+    const { maxSeqLen, overlap } = this.options;
+    const tok = this.tokenizer;
+    const offset = index.offsets[k]!;
+    const line = index.lines[k]!;
+    let skip = index.skips[k]!;
+    const ids: number[] = [];
+    if (offset === -1) ids.push(tok.bosTokenId!);
+    if (offset !== Number.POSITIVE_INFINITY) {
+      for await (const l of scanLines(this.dataset.file, Math.max(0, offset), offset === -1 ? 1 : line, true)) {
+        let text: string;
+        try {
+          text = decodeUtf8(l.bytes);
+        } catch {
+          continue;
+        }
+        const t = tok.encode(text);
+        for (let j = skip; j < t.length && ids.length < maxSeqLen; j++) ids.push(t[j]!);
+        skip = 0;
+        if (ids.length >= maxSeqLen) break;
+      }
+    }
+    if (ids.length < maxSeqLen && tok.eosTokenId !== null) ids.push(tok.eosTokenId);
+    const labels = Int32Array.from(ids);
+    if (k > 0) labels.fill(IGNORE, 0, Math.min(overlap, labels.length));
+    return {
+      index: k, line, inputIds: Int32Array.from(ids), labels, fullLength: ids.length, truncated: false,
+      trainedTokens: countTrained(labels), example: null,
+    };
   }
 
   private finish(index: number, line: number, ids: number[], labels: number[], fullLength: number, example: Example | null): TokenizedExample {

@@ -206,6 +206,28 @@ export class Dataset {
     return this.container === 'txt' ? i + 1 : this.lines[i]!;
   }
 
+  /**
+   * Good record `i` on its own: one seek to its byte offset and a read of just
+   * that record, so records can be visited in any order (a shuffled epoch)
+   * without holding the file. Not for plain text, whose pipeline reads token
+   * windows (TrainingData.exampleAt).
+   */
+  async recordAt(i: number): Promise<DatasetRecord> {
+    if (!Number.isInteger(i) || i < 0 || i >= this.count) throw new RangeError(`record ${i} is outside [0, ${this.count})`);
+    if (this.container === 'txt') throw new RangeError('plain text files are read as token windows, not records');
+    const format = this.format as RecordFormat;
+    if (this.jsonItems) return { index: i, line: this.lines[i]!, example: toExample(format, JSON.parse(this.jsonItems[this.offsets[i]!]!)) };
+    const offset = this.offsets[i]!;
+    const line = this.lines[i]!;
+    const scan = this.csv ? scanCsvRecords(this.file, offset, line, RECORD_READ_BYTES) : scanLines(this.file, offset, line, false, RECORD_READ_BYTES);
+    for await (const r of scan) {
+      const text = decodeUtf8(r.bytes);
+      const record = this.csv ? csvObject(this.csv.header, this.csv.mapping, parseCsvRecord(text, this.csv.delimiter)) : JSON.parse(text);
+      return { index: i, line: r.line, example: toExample(format, record) };
+    }
+    throw new DataError(`${this.file}: record ${i} (line ${line}) is gone; was the file changed while training?`, this.file);
+  }
+
   /** Streams the good records from record `from` on. txt: one {kind: 'text'} per line, newline kept. */
   async *records(from = 0): AsyncGenerator<DatasetRecord> {
     if (from >= this.count) return;
@@ -328,9 +350,12 @@ interface RawLine {
   bytes: Buffer; // without the line ending (unless keepNewline)
 }
 
-/** Lines of `file` from byte `start` (whose line number is `firstLine`), read in 1 MiB chunks. */
-export async function* scanLines(file: string, start: number, firstLine: number, keepNewline = false): AsyncGenerator<RawLine> {
-  const stream = createReadStream(file, { start, highWaterMark: 1 << 20 });
+// Chunk size of a single-record read (recordAt): most records fit in one.
+const RECORD_READ_BYTES = 64 << 10;
+
+/** Lines of `file` from byte `start` (whose line number is `firstLine`), read in chunks (1 MiB unless given). */
+export async function* scanLines(file: string, start: number, firstLine: number, keepNewline = false, chunkBytes = 1 << 20): AsyncGenerator<RawLine> {
+  const stream = createReadStream(file, { start, highWaterMark: chunkBytes });
   let carry: Buffer | null = null;
   let carryOffset = start;
   let line = firstLine;
@@ -404,10 +429,10 @@ export function splitJsonArray(text: string, file: string): { text: string; line
 // ---- CSV ----------------------------------------------------------------------------
 
 /** CSV records: lines joined while a quoted field is open (an odd number of '"' so far). */
-async function* scanCsvRecords(file: string, start: number, firstLine: number): AsyncGenerator<RawLine> {
+async function* scanCsvRecords(file: string, start: number, firstLine: number, chunkBytes = 1 << 20): AsyncGenerator<RawLine> {
   let pending = null as RawLine | null;
   let quotes = 0;
-  for await (const l of scanLines(file, start, firstLine)) {
+  for await (const l of scanLines(file, start, firstLine, false, chunkBytes)) {
     let q = 0;
     for (const b of l.bytes) if (b === 0x22) q++;
     const open = pending as RawLine | null;
