@@ -16,6 +16,7 @@
 #include "kernels/gemm.h"
 #include "model/bench.h"
 #include "model/loader.h"
+#include "model/memory_plan.h"
 #include "model/model.h"
 
 namespace {
@@ -65,6 +66,9 @@ class LambdaWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
+    struct ReleaseScratch {  // a call's GEMM scratch lives for the call only
+      ~ReleaseScratch() { ls::gemm_release_scratch(); }
+    } release;
     try {
       work_();
     } catch (const ls::Cancelled&) {
@@ -143,6 +147,30 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
 };
 Napi::FunctionReference NativeCache::constructor;
 
+// Shape fields of a model config object (the same keys NativeModel takes).
+ls::ModelConfig read_config(const Napi::Object& c) {
+  ls::ModelConfig cfg;
+  cfg.vocab = int64_t(num(c, "vocab", 0));
+  cfg.hidden = int64_t(num(c, "hidden", 0));
+  cfg.intermediate = int64_t(num(c, "intermediate", 0));
+  cfg.layers = int64_t(num(c, "layers", 0));
+  cfg.heads = int64_t(num(c, "heads", 0));
+  cfg.kv_heads = int64_t(num(c, "kvHeads", 0));
+  cfg.head_dim = int64_t(num(c, "headDim", 0));
+  cfg.rms_eps = float(num(c, "rmsEps", 1e-6));
+  cfg.qkv_bias = flag(c, "qkvBias");
+  cfg.o_bias = flag(c, "oBias");
+  cfg.mlp_bias = flag(c, "mlpBias");
+  cfg.qk_norm = flag(c, "qkNorm");
+  cfg.tied = flag(c, "tied");
+  return cfg;
+}
+
+ls::BaseFormat read_format(const std::string& format) {
+  return format == "nf4" ? ls::BaseFormat::NF4
+         : format == "f32" ? ls::BaseFormat::F32 : ls::BaseFormat::BF16;
+}
+
 // ---- model ---------------------------------------------------------------------------
 
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
@@ -181,26 +209,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   // new NativeModel(config, format)
   explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
     Napi::Object c = info[0].As<Napi::Object>();
-    std::string format = info[1].As<Napi::String>().Utf8Value();
-    ls::ModelConfig cfg;
-    cfg.vocab = int64_t(num(c, "vocab", 0));
-    cfg.hidden = int64_t(num(c, "hidden", 0));
-    cfg.intermediate = int64_t(num(c, "intermediate", 0));
-    cfg.layers = int64_t(num(c, "layers", 0));
-    cfg.heads = int64_t(num(c, "heads", 0));
-    cfg.kv_heads = int64_t(num(c, "kvHeads", 0));
-    cfg.head_dim = int64_t(num(c, "headDim", 0));
-    cfg.rms_eps = float(num(c, "rmsEps", 1e-6));
-    cfg.qkv_bias = flag(c, "qkvBias");
-    cfg.o_bias = flag(c, "oBias");
-    cfg.mlp_bias = flag(c, "mlpBias");
-    cfg.qk_norm = flag(c, "qkNorm");
-    cfg.tied = flag(c, "tied");
+    ls::ModelConfig cfg = read_config(c);
     Napi::Float32Array inv = c.Get("invFreq").As<Napi::Float32Array>();
     cfg.inv_freq.assign(inv.Data(), inv.Data() + inv.ElementLength());
-    ls::BaseFormat f = format == "nf4" ? ls::BaseFormat::NF4
-                       : format == "f32" ? ls::BaseFormat::F32 : ls::BaseFormat::BF16;
-    model_ = std::make_unique<ls::Model>(cfg, f);
+    model_ = std::make_unique<ls::Model>(cfg, read_format(info[1].As<Napi::String>().Utf8Value()));
   }
 
  private:
@@ -539,6 +551,48 @@ Napi::Value BenchLinear(const Napi::CallbackInfo& info) {
   return p;
 }
 
+Napi::Object usage_object(Napi::Env env, const ls::MemUsage& u) {
+  Napi::Object o = Napi::Object::New(env);
+  for (int i = 0; i < ls::kMemCategoryCount; ++i)
+    o.Set(ls::mem_category_name(ls::MemCategory(i)), double(u.bytes[i]));
+  o.Set("total", double(u.total));
+  return o;
+}
+
+// planMemory({config, format, adapters: [{rank, targetMask}], batch, seq,
+// checkpointing, packed, threads}) -> the memory plan of one training step.
+Napi::Value PlanMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object spec = info[0].As<Napi::Object>();
+  ls::StepPlanInput in;
+  in.config = read_config(spec.Get("config").As<Napi::Object>());
+  in.format = read_format(spec.Get("format").As<Napi::String>().Utf8Value());
+  Napi::Array adapters = spec.Get("adapters").As<Napi::Array>();
+  for (uint32_t i = 0; i < adapters.Length(); ++i) {
+    Napi::Object a = adapters.Get(i).As<Napi::Object>();
+    in.adapters.push_back({int64_t(num(a, "rank", 8)), uint32_t(num(a, "targetMask", 0))});
+  }
+  in.batch = int64_t(num(spec, "batch", 1));
+  in.seq = int64_t(num(spec, "seq", 1));
+  in.checkpointing = flag(spec, "checkpointing", true);
+  in.packed = flag(spec, "packed", false);
+  in.threads = int(num(spec, "threads", ls::num_threads()));
+  const ls::MemoryPlan plan = ls::plan_training_step(in);
+  Napi::Object phases = Napi::Object::New(env);
+  for (int p = 0; p < ls::kStepPhaseCount; ++p)
+    phases.Set(ls::step_phase_name(ls::StepPhase(p)), usage_object(env, plan.phase_peak[p]));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("threads", in.threads);
+  o.Set("isa", ls::isa_name(ls::active_isa()));
+  o.Set("resident", usage_object(env, plan.resident));
+  o.Set("phases", phases);
+  o.Set("peak", usage_object(env, plan.peak));
+  o.Set("atPeak", usage_object(env, plan.at_peak));
+  o.Set("peakPhase", ls::step_phase_name(plan.peak_phase));
+  o.Set("peakPoint", plan.peak_point);
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("benchLinear", Napi::Function::New(env, BenchLinear));
   NativeCache::Init(env);
@@ -548,6 +602,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("resetPeaks", Napi::Function::New(env, ResetPeaks));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("measurePeakFlops", Napi::Function::New(env, MeasurePeakFlops));
+  exports.Set("planMemory", Napi::Function::New(env, PlanMemory));
   return exports;
 }
 

@@ -14,6 +14,12 @@ namespace {
 thread_local int t_thread_index = 0;
 thread_local bool t_in_parallel = false;
 
+// Items per range handed out by the pool: ~4 ranges per thread for balance,
+// each at least `grain`.
+int64_t range_size(int64_t n, int64_t grain, int threads) {
+  return std::max<int64_t>(grain, (n + int64_t(threads) * 4 - 1) / (int64_t(threads) * 4));
+}
+
 class Pool {
  public:
   explicit Pool(int threads) { start(threads); }
@@ -30,9 +36,7 @@ class Pool {
   void run(int64_t n, int64_t grain,
            const std::function<void(int64_t, int64_t, int)>& fn) {
     std::lock_guard<std::mutex> run(run_mutex_);  // one parallel region at a time
-    int threads = size();
-    // Split into ~4 ranges per thread for balance, each at least `grain`.
-    int64_t chunk = std::max<int64_t>(grain, (n + int64_t(threads) * 4 - 1) / (int64_t(threads) * 4));
+    const int64_t chunk = range_size(n, grain, size());
     {
       std::lock_guard<std::mutex> lock(mutex_);
       fn_ = &fn;
@@ -125,6 +129,14 @@ int num_threads() { return pool().size(); }
 void set_num_threads(int n) { pool().resize(std::max(1, n)); }
 
 int current_thread_index() { return t_thread_index; }
+
+int parallel_for_max_threads(int64_t n, int64_t grain, int threads) {
+  if (n <= 0) return 0;
+  grain = std::max<int64_t>(1, grain);
+  if (n <= grain || threads <= 1) return 1;  // runs serially on the caller
+  const int64_t ranges = (n + range_size(n, grain, threads) - 1) / range_size(n, grain, threads);
+  return int(std::min<int64_t>(threads, ranges));
+}
 
 void parallel_for(int64_t n, int64_t grain,
                   const std::function<void(int64_t, int64_t, int)>& fn) {

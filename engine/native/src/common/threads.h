@@ -20,4 +20,9 @@ void parallel_for(int64_t n, int64_t grain,
 // Index of the calling thread within the current parallel_for (0 outside one).
 int current_thread_index();
 
+// The most threads a parallel_for(n, grain) on a pool of `threads` can put to
+// work: every thread-indexed scratch buffer of a kernel exists at most this
+// many times (the memory plan counts it so).
+int parallel_for_max_threads(int64_t n, int64_t grain, int threads);
+
 }  // namespace ls

@@ -27,6 +27,12 @@
 // Linear layers with few tokens (generation) skip packing: each weight row is
 // dequantized once and dotted with every token row (forward), or added into
 // per-thread column chunks of dX (backward); both stream W once.
+//
+// Scratch (Workspace): per pool thread index a B block [KC, NC], an NF4 tile
+// and the skinny paths' buffers, plus one shared packed A; all belong to the
+// thread that started the product, grow to the largest product it runs, and
+// live until gemm_release_scratch(). Their sizes come from plan_blocking and
+// the *_scratch functions, which the memory plan reads too.
 #include "gemm.h"
 
 #include <algorithm>
@@ -185,14 +191,27 @@ constexpr int64_t kSkinnyColumns = 512;  // dX columns per backward work item
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Per-thread scratch, kept between calls and counted as Workspace: B block
-// KC x NC, an NF4 dequantization tile, the skinny paths' buffers (a, tile),
-// and shared_a: the packed A of a GEMM this thread called, read by every
-// thread of that GEMM while the call lasts.
-struct Scratch {
-  Buffer<float> a, b, tile, shared_a;
+// Scratch of one pool thread index: B block KC x NC (b), NF4 dequantization
+// tile or skinny weight rows (tile), skinny backward accumulator (a).
+struct ThreadScratch {
+  Buffer<float> a, b, tile;
 };
-thread_local Scratch t_scratch;
+
+// Everything the products started by one thread use: a ThreadScratch per
+// pool thread index (inside a parallel region, thread index i uses slot i),
+// and shared_a, the packed A of the current product, read by every thread of
+// it. Only the owning thread resizes or frees it, outside parallel regions.
+struct CallerScratch {
+  std::vector<ThreadScratch> slots;
+  Buffer<float> shared_a;
+};
+thread_local CallerScratch t_caller;
+
+CallerScratch& caller_scratch() {
+  const size_t threads = size_t(num_threads());
+  if (t_caller.slots.size() < threads) t_caller.slots.resize(threads);
+  return t_caller;
+}
 
 float* grow(Buffer<float>& buf, int64_t count) {
   if (int64_t(buf.size()) < count) {
@@ -266,6 +285,18 @@ struct Problem {
   bool c_trans = false;  // C is stored transposed: element (i, j) at c[j*ldc + i]
 };
 
+// How gemm_blocked splits one product, and the scratch floats it needs.
+struct Blocking {
+  int64_t n_parts = 0, n_chunk = 0, m_parts = 0, m_chunk = 0;  // work grid
+  int64_t kc_max = 0;                 // depth of a KC slice
+  bool pack_a = false;                // A packed once and shared
+  int64_t m_pad = 0, k_chunk = 0;     // packed A: rows (M rounded to MR), K per chunk
+  int64_t b_floats = 0;               // per thread: B block of the widest item
+  int64_t tile_floats = 0;            // per thread: NF4 tile (0 for other weights)
+  int64_t shared_a_floats = 0;        // once: packed A
+  bool empty = true;                  // nothing to multiply (no scratch)
+};
+
 // B[k0 : k0+kc, n0 : n0+nlen] -> NR-wide panels dst[panel][k][NR];
 // `tile` holds max(NR * KC, nlen) floats for NF4 dequantization.
 void pack_b(const IsaKernels& ik, const BSource& B, int64_t k0, int64_t kc, int64_t n0,
@@ -316,6 +347,40 @@ int64_t slice_depth(int64_t K) {
   return std::min(K, ceil_div(ceil_div(K, slices), 8) * 8);
 }
 
+// Work grid: columns first (each column range packs its B block once, and A
+// is read in place, so splitting columns duplicates nothing); rows are split
+// only when there are fewer than two column ranges per thread (splitting rows
+// re-packs B once per row range). Several items per thread let the dynamic
+// schedule even out unequal items. A k-contiguous A used by several column
+// panels is packed once (its panels split over the threads) and shared, in
+// chunks of K of at most kPackedA floats; otherwise A is read in place
+// (transposed A is already row-panel shaped, and with one or two column panels
+// each A value is used once or twice).
+Blocking plan_blocking(const IsaKernels& ik, const Problem& p, int threads) {
+  Blocking g;
+  if (p.M <= 0 || p.N <= 0 || p.K <= 0 || p.alpha == 0.0f) return g;
+  g.empty = false;
+  const int64_t target = threads > 1 ? 4 * int64_t(threads) : 1;
+  const int64_t nb = ceil_div(p.N, ik.nr), mb = ceil_div(p.M, ik.mr);
+  g.n_parts = std::min(nb, std::max(ceil_div(p.N, kNCMax), target));
+  g.n_chunk = ceil_div(nb, g.n_parts) * ik.nr;
+  g.n_parts = ceil_div(p.N, g.n_chunk);
+  g.m_parts = g.n_parts < 2 * threads ? std::min(mb, ceil_div(target, g.n_parts)) : 1;
+  g.m_chunk = ceil_div(mb, g.m_parts) * ik.mr;
+  g.m_parts = ceil_div(p.M, g.m_chunk);
+  g.kc_max = slice_depth(p.K);
+  const int64_t widest = std::min(g.n_chunk, p.N);  // columns of the widest item
+  g.b_floats = g.kc_max * ceil_div(widest, ik.nr) * ik.nr;
+  if (p.b.w.dtype == DType::NF4) g.tile_floats = std::max<int64_t>(ik.nr * g.kc_max, widest);
+  g.pack_a = p.a.k_contiguous && nb > 2;
+  if (g.pack_a) {
+    g.m_pad = mb * ik.mr;
+    g.k_chunk = std::max<int64_t>(1, kPackedA / (g.m_pad * g.kc_max)) * g.kc_max;
+    g.shared_a_floats = g.m_pad * std::min(g.k_chunk, p.K);
+  }
+  return g;
+}
+
 // op(A)[all rows, k_begin : k_end] packed once per GEMM and shared by every
 // work item: KC slice by slice (slice depth kc), each slice MR-wide panels,
 // panel q of the slice at k0 at (k0 - k_begin) * m_pad + q * kc * MR, rows past
@@ -335,16 +400,15 @@ void pack_a_panel(const IsaKernels& ik, const ASource& A, int64_t M, int64_t k_b
 // pack_a_panel) or, when null, in place. Only the item's B columns are packed
 // (weights dequantized here, one KC slice at a time); each B panel is then run
 // against every MR-row tile of an MC block.
-void run_item(const IsaKernels& ik, const Problem& p, int64_t m0, int64_t m1, int64_t n0,
-              int64_t n1, int64_t k_begin, int64_t k_end, const float* ap, int64_t m_pad) {
+void run_item(const IsaKernels& ik, const Problem& p, const Blocking& g, ThreadScratch& s,
+              int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t k_begin, int64_t k_end,
+              const float* ap) {
   const int mr = ik.mr, nr = ik.nr;
   const int64_t mc_max = std::max<int64_t>(mr, kMCTarget / mr * mr);
   const int64_t nlen = n1 - n0, panels = ceil_div(nlen, nr);
-  const int64_t kc_max = slice_depth(p.K);
-  Scratch& s = t_scratch;
-  float* bp = grow(s.b, kc_max * panels * nr);
-  float* tile = p.b.w.dtype == DType::NF4 ? grow(s.tile, std::max<int64_t>(nr * kc_max, nlen))
-                                          : nullptr;
+  const int64_t kc_max = g.kc_max, m_pad = g.m_pad;
+  float* bp = grow(s.b, g.b_floats);
+  float* tile = g.tile_floats ? grow(s.tile, g.tile_floats) : nullptr;
   alignas(64) float edge[32 * 32];  // one micro-tile of a transposed C (mr, nr <= 32)
   const ASource& A = p.a;
   const int64_t a_ld = ap ? mr : A.ld;
@@ -404,51 +468,33 @@ void gemm_blocked(const IsaKernels& ik, const Problem& p) {
     }
     return;
   }
-  // Work grid: columns first (each column range packs its B block once, and A
-  // is read in place, so splitting columns duplicates nothing); rows are split
-  // only when there are too few column panels. Several items per thread let
-  // the dynamic schedule even out unequal items.
-  const int threads = num_threads();
-  const int64_t target = threads > 1 ? 4 * int64_t(threads) : 1;
-  const int64_t nb = ceil_div(p.N, ik.nr), mb = ceil_div(p.M, ik.mr);
-  int64_t n_parts = std::min(nb, std::max(ceil_div(p.N, kNCMax), target));
-  const int64_t n_chunk = ceil_div(nb, n_parts) * ik.nr;
-  n_parts = ceil_div(p.N, n_chunk);
-  // Splitting rows re-packs B once per row range: only when there are fewer
-  // than two column ranges per thread.
-  int64_t m_parts = n_parts < 2 * threads ? std::min(mb, ceil_div(target, n_parts)) : 1;
-  const int64_t m_chunk = ceil_div(mb, m_parts) * ik.mr;
-  m_parts = ceil_div(p.M, m_chunk);
-  auto run_items = [&](int64_t k_begin, int64_t k_end, const float* ap, int64_t m_pad) {
-    parallel_for(n_parts * m_parts, 1, [&](int64_t begin, int64_t end, int) {
+  const Blocking g = plan_blocking(ik, p, num_threads());
+  CallerScratch& cs = caller_scratch();
+  auto run_items = [&](int64_t k_begin, int64_t k_end, const float* ap) {
+    parallel_for(g.n_parts * g.m_parts, 1, [&](int64_t begin, int64_t end, int thread) {
+      ThreadScratch& s = cs.slots[size_t(thread)];
       for (int64_t item = begin; item < end; ++item) {
-        const int64_t mi = item / n_parts, ni = item % n_parts;
-        const int64_t m0 = mi * m_chunk, n0 = ni * n_chunk;
-        run_item(ik, p, m0, std::min(p.M, m0 + m_chunk), n0, std::min(p.N, n0 + n_chunk), k_begin,
-                 k_end, ap, m_pad);
+        const int64_t mi = item / g.n_parts, ni = item % g.n_parts;
+        const int64_t m0 = mi * g.m_chunk, n0 = ni * g.n_chunk;
+        run_item(ik, p, g, s, m0, std::min(p.M, m0 + g.m_chunk), n0,
+                 std::min(p.N, n0 + g.n_chunk), k_begin, k_end, ap);
       }
     });
   };
-  // A k-contiguous A used by several column panels is packed once (its
-  // panels split over the threads) and shared, in chunks of K of at most
-  // kPackedA floats; otherwise A is read in place (transposed A is already
-  // row-panel shaped, and with one or two column panels each A value is used
-  // once or twice).
-  if (!p.a.k_contiguous || nb <= 2) {
-    run_items(0, p.K, nullptr, 0);
+  if (!g.pack_a) {
+    run_items(0, p.K, nullptr);
     return;
   }
-  const int64_t kc_max = slice_depth(p.K), m_pad = mb * ik.mr;
-  const int64_t k_chunk = std::max<int64_t>(1, kPackedA / (m_pad * kc_max)) * kc_max;
-  float* ap = grow(t_scratch.shared_a, m_pad * std::min(k_chunk, p.K));
-  for (int64_t k_begin = 0; k_begin < p.K; k_begin += k_chunk) {
-    const int64_t k_end = std::min(p.K, k_begin + k_chunk);
-    const int64_t slices = ceil_div(k_end - k_begin, kc_max);
+  const int64_t mb = g.m_pad / ik.mr;
+  float* ap = grow(cs.shared_a, g.shared_a_floats);
+  for (int64_t k_begin = 0; k_begin < p.K; k_begin += g.k_chunk) {
+    const int64_t k_end = std::min(p.K, k_begin + g.k_chunk);
+    const int64_t slices = ceil_div(k_end - k_begin, g.kc_max);
     parallel_for(slices * mb, 1, [&](int64_t begin, int64_t end, int) {
       for (int64_t t = begin; t < end; ++t)
-        pack_a_panel(ik, p.a, p.M, k_begin, k_end, kc_max, m_pad, t / mb, t % mb, ap);
+        pack_a_panel(ik, p.a, p.M, k_begin, k_end, g.kc_max, g.m_pad, t / mb, t % mb, ap);
     });
-    run_items(k_begin, k_end, ap, m_pad);
+    run_items(k_begin, k_end, ap);
   }
 }
 
@@ -473,11 +519,15 @@ WeightRef dense(const float* p, int64_t ld) {
 
 // ---- few tokens: stream each weight row once --------------------------------
 
+constexpr int64_t kSkinnyForwardGrain = 16;  // weight rows per range
+constexpr int kSkinnyRows = 4;                // weight rows added per pass over a dX chunk
+
 void linear_forward_skinny(const IsaKernels& ik, const WeightRef& W, const float* X, int64_t T,
                            float* Y, bool accumulate) {
   const int64_t in = W.in, out = W.out;
-  parallel_for(out, 16, [&](int64_t n0, int64_t n1, int) {
-    float* row = W.dtype == DType::F32 ? nullptr : grow(t_scratch.tile, in);
+  CallerScratch& cs = caller_scratch();
+  parallel_for(out, kSkinnyForwardGrain, [&](int64_t n0, int64_t n1, int thread) {
+    float* row = W.dtype == DType::F32 ? nullptr : grow(cs.slots[size_t(thread)].tile, in);
     for (int64_t n = n0; n < n1; ++n) {
       const float* w = W.f32 + n * in;
       if (W.dtype != DType::F32) {
@@ -492,10 +542,11 @@ void linear_forward_skinny(const IsaKernels& ik, const WeightRef& W, const float
 void linear_backward_input_skinny(const IsaKernels& ik, const WeightRef& W, const float* dY,
                                   int64_t T, float* dX, bool accumulate) {
   const int64_t in = W.in, out = W.out;
-  constexpr int kRows = 4;  // weight rows added per pass over a dX chunk
+  constexpr int kRows = kSkinnyRows;
   const int64_t chunks = ceil_div(in, kSkinnyColumns);
-  parallel_for(chunks, 1, [&](int64_t c0, int64_t c1, int) {
-    Scratch& s = t_scratch;
+  CallerScratch& cs = caller_scratch();
+  parallel_for(chunks, 1, [&](int64_t c0, int64_t c1, int thread) {
+    ThreadScratch& s = cs.slots[size_t(thread)];
     float* acc = grow(s.a, T * kSkinnyColumns);
     float* rows = W.dtype == DType::F32 ? nullptr : grow(s.tile, kRows * kSkinnyColumns);
     for (int64_t chunk = c0; chunk < c1; ++chunk) {
@@ -563,21 +614,63 @@ const IsaKernels& portable_kernels() {
 // Public entry points
 // ============================================================================
 
-void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc) {
-  const gemm::IsaKernels& ik = gemm::kernels();
+namespace gemm {
+namespace {
+
+Problem sgemm_problem(const IsaKernels& ik, bool transA, bool transB, int64_t M, int64_t N,
+                      int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                      int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M <= ik.nr && N >= 4 * M) {
     // Few rows, many columns (a LoRA gradient duᵀ·x): packing op(B) would cost
     // as much as the product. Compute Cᵀ = op(B)ᵀ·op(A)ᵀ instead, reading op(B)
     // in place and packing the small op(A).
-    gemm::Problem p{N, M, K, alpha, beta, {B, ldb, transB}, {gemm::dense(A, lda), !transA}, C, ldc,
-                    true};
-    gemm::gemm_blocked(ik, p);
-    return;
+    return Problem{N, M, K, alpha, beta, {B, ldb, transB}, {dense(A, lda), !transA}, C, ldc, true};
   }
-  gemm::Problem p{M, N, K, alpha, beta, {A, lda, !transA}, {gemm::dense(B, ldb), transB}, C, ldc};
-  gemm::gemm_blocked(ik, p);
+  return Problem{M, N, K, alpha, beta, {A, lda, !transA}, {dense(B, ldb), transB}, C, ldc};
+}
+
+// Y[T, out] = X[T, in] · Wᵀ: op(B)[k, n] = W[n, k].
+Problem linear_forward_problem(const WeightRef& W, const float* X, int64_t T, float* Y,
+                               bool accumulate) {
+  return Problem{T, W.out, W.in, 1.0f, accumulate ? 1.0f : 0.0f, {X, W.in, true}, {W, true},
+                 Y, W.out};
+}
+
+// dX[T, in] = dY[T, out] · W: op(B)[k, n] = W[k, n].
+Problem linear_backward_problem(const WeightRef& W, const float* dY, int64_t T, float* dX,
+                                bool accumulate) {
+  return Problem{T, W.in, W.out, 1.0f, accumulate ? 1.0f : 0.0f, {dY, W.out, true}, {W, false},
+                 dX, W.in};
+}
+
+GemmScratch blocked_scratch(const IsaKernels& ik, const Problem& p, int threads) {
+  GemmScratch s;
+  const Blocking g = plan_blocking(ik, p, threads);
+  if (g.empty) return s;
+  s.threads = parallel_for_max_threads(g.n_parts * g.m_parts, 1, threads);
+  s.b = g.b_floats;
+  s.tile = g.tile_floats;
+  s.shared_a = g.shared_a_floats;
+  return s;
+}
+
+WeightRef shape_only(DType dtype, int64_t out, int64_t in) {
+  WeightRef w;
+  w.dtype = dtype;
+  w.out = out;
+  w.in = in;
+  return w;
+}
+
+}  // namespace
+}  // namespace gemm
+
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  const gemm::IsaKernels& ik = gemm::kernels();
+  gemm::gemm_blocked(ik, gemm::sgemm_problem(ik, transA, transB, M, N, K, alpha, A, lda, B, ldb,
+                                             beta, C, ldc));
 }
 
 void linear_forward(const WeightRef& W, const float* X, int64_t T, float* Y, bool accumulate) {
@@ -587,10 +680,7 @@ void linear_forward(const WeightRef& W, const float* X, int64_t T, float* Y, boo
     gemm::linear_forward_skinny(ik, W, X, T, Y, accumulate);
     return;
   }
-  // Y[T, out] = X[T, in] · Wᵀ: op(B)[k, n] = W[n, k].
-  gemm::Problem p{T, W.out, W.in, 1.0f, accumulate ? 1.0f : 0.0f, {X, W.in, true}, {W, true},
-                  Y, W.out};
-  gemm::gemm_blocked(ik, p);
+  gemm::gemm_blocked(ik, gemm::linear_forward_problem(W, X, T, Y, accumulate));
 }
 
 void linear_backward_input(const WeightRef& W, const float* dY, int64_t T, float* dX,
@@ -601,11 +691,53 @@ void linear_backward_input(const WeightRef& W, const float* dY, int64_t T, float
     gemm::linear_backward_input_skinny(ik, W, dY, T, dX, accumulate);
     return;
   }
-  // dX[T, in] = dY[T, out] · W: op(B)[k, n] = W[k, n].
-  gemm::Problem p{T, W.in, W.out, 1.0f, accumulate ? 1.0f : 0.0f, {dY, W.out, true}, {W, false},
-                  dX, W.in};
-  gemm::gemm_blocked(ik, p);
+  gemm::gemm_blocked(ik, gemm::linear_backward_problem(W, dY, T, dX, accumulate));
 }
+
+// ---- scratch sizes (the memory plan) and release ------------------------------
+
+GemmScratch sgemm_scratch(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                          int threads) {
+  const gemm::IsaKernels& ik = gemm::kernels();
+  return gemm::blocked_scratch(
+      ik, gemm::sgemm_problem(ik, transA, transB, M, N, K, alpha, nullptr, 0, nullptr, 0, 0.f,
+                              nullptr, 0),
+      threads);
+}
+
+GemmScratch linear_forward_scratch(DType dtype, int64_t out, int64_t in, int64_t T, int threads) {
+  const gemm::IsaKernels& ik = gemm::kernels();
+  GemmScratch s;
+  if (T <= 0 || out <= 0) return s;
+  if (T <= gemm::kSkinnyTokens && in > 0) {
+    if (dtype != DType::F32) {
+      s.threads = parallel_for_max_threads(out, gemm::kSkinnyForwardGrain, threads);
+      s.tile = in;
+    }
+    return s;
+  }
+  return gemm::blocked_scratch(
+      ik, gemm::linear_forward_problem(gemm::shape_only(dtype, out, in), nullptr, T, nullptr, false),
+      threads);
+}
+
+GemmScratch linear_backward_input_scratch(DType dtype, int64_t out, int64_t in, int64_t T,
+                                          int threads) {
+  const gemm::IsaKernels& ik = gemm::kernels();
+  GemmScratch s;
+  if (T <= 0 || in <= 0) return s;
+  if (T <= gemm::kSkinnyTokens && out > 0) {
+    s.threads = parallel_for_max_threads(gemm::ceil_div(in, gemm::kSkinnyColumns), 1, threads);
+    s.a = T * gemm::kSkinnyColumns;
+    if (dtype != DType::F32) s.tile = gemm::kSkinnyRows * gemm::kSkinnyColumns;
+    return s;
+  }
+  return gemm::blocked_scratch(
+      ik, gemm::linear_backward_problem(gemm::shape_only(dtype, out, in), nullptr, T, nullptr, false),
+      threads);
+}
+
+void gemm_release_scratch() { gemm::t_caller = gemm::CallerScratch{}; }
 
 void weight_rows_to_f32(const WeightRef& W, int64_t row_begin, int64_t row_end, float* out) {
   const gemm::IsaKernels& ik = gemm::kernels();

@@ -43,6 +43,30 @@ void linear_backward_input(const WeightRef& W, const float* dY, int64_t T, float
 void linear_backward_input_reference(const WeightRef& W, const float* dY, int64_t T, float* dX,
                                      bool accumulate);
 
+// ---- scratch ------------------------------------------------------------------
+// The products pack operand tiles into scratch counted as Workspace. It belongs
+// to the thread that calls sgemm / linear_*: one set of per-thread buffers for
+// each pool thread index (a, b, tile), which grow to the largest product the
+// thread has run, and one shared packed A. gemm_release_scratch() frees the
+// calling thread's scratch; the model calls it when each of its calls ends,
+// so a call's scratch is counted during that call only.
+void gemm_release_scratch();
+
+// Floats of scratch one product needs: a, b and tile in each of `threads`
+// thread slots (the most the product can put to work), shared_a once. The
+// memory plan sizes the workspace with these; the products grow their
+// buffers to exactly these sizes.
+struct GemmScratch {
+  int64_t a = 0, b = 0, tile = 0;  // per thread slot
+  int threads = 0;                 // thread slots 0..threads-1 that may grow
+  int64_t shared_a = 0;            // once (the calling thread's)
+};
+GemmScratch sgemm_scratch(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                          int threads);
+GemmScratch linear_forward_scratch(DType dtype, int64_t out, int64_t in, int64_t T, int threads);
+GemmScratch linear_backward_input_scratch(DType dtype, int64_t out, int64_t in, int64_t T,
+                                          int threads);
+
 // Dequantize rows [row_begin, row_end) of W into out[(row_end-row_begin), in] fp32.
 void weight_rows_to_f32(const WeightRef& W, int64_t row_begin, int64_t row_end, float* out);
 

@@ -466,6 +466,14 @@ inline void rope_row(float* x, int64_t heads, int64_t head_dim, const float* c, 
   }
 }
 
+// Floats of cos/sin scratch: a table [span, cos|sin] when positions repeat
+// across sequences (span <= rows), else one row per thread.
+int64_t rope_scratch_floats(int64_t rows, int64_t span, int64_t head_dim, int threads) {
+  if (rows <= 0 || head_dim < 2) return 0;
+  const int64_t half = head_dim / 2;
+  return span <= rows ? span * 2 * half : int64_t(threads) * 2 * half;
+}
+
 void rope_apply(float* x, int64_t rows, int64_t heads, int64_t head_dim,
                 const int32_t* positions, const float* inv_freq, bool inverse) {
   if (rows <= 0 || head_dim < 2) return;
@@ -477,9 +485,10 @@ void rope_apply(float* x, int64_t rows, int64_t heads, int64_t head_dim,
     pmax = std::max(pmax, positions[r]);
   }
   const int64_t span = int64_t(pmax) - int64_t(pmin) + 1;
+  const int64_t scratch_floats = rope_scratch_floats(rows, span, head_dim, num_threads());
   if (span <= rows) {
     // Positions repeat across sequences: one cos/sin table over the span.
-    Buffer<float> table(MemCategory::Workspace, size_t(span * 2 * half));  // [span, cos|sin]
+    Buffer<float> table(MemCategory::Workspace, size_t(scratch_floats));  // [span, cos|sin]
     parallel_for(span, 16, [&](int64_t p0, int64_t p1, int) {
       for (int64_t p = p0; p < p1; ++p)
         rope_angles(int32_t(pmin + p), inv_freq, half, table.data() + p * 2 * half,
@@ -493,7 +502,7 @@ void rope_apply(float* x, int64_t rows, int64_t heads, int64_t head_dim,
     });
     return;
   }
-  Buffer<float> scratch(MemCategory::Workspace, size_t(num_threads()) * size_t(2 * half));
+  Buffer<float> scratch(MemCategory::Workspace, size_t(scratch_floats));  // [threads, cos|sin]
   parallel_for(rows, grain, [&](int64_t r0, int64_t r1, int thread) {
     float* c = scratch.data() + thread * 2 * half;
     for (int64_t r = r0; r < r1; ++r) {
@@ -533,6 +542,10 @@ void rope_backward(float* dx, int64_t rows, int64_t heads, int64_t head_dim,
   rope_apply(dx, rows, heads, head_dim, positions, inv_freq, true);
 }
 
+int64_t rope_workspace_bytes(int64_t rows, int64_t position_span, int64_t head_dim, int threads) {
+  return rope_scratch_floats(rows, position_span, head_dim, threads) * int64_t(sizeof(float));
+}
+
 // ============================================================================
 // Attention
 // ============================================================================
@@ -557,6 +570,7 @@ struct Attn {
 
 // lo[b*T + t] = first key of query t's segment: the first position whose
 // segment id equals segments[b*T + t] (ids need not be contiguous runs).
+// Workspace: lo [B*T] int32 (kept by the caller), runs [T] int64 while it runs.
 Buffer<int32_t> segment_first_keys(const int32_t* seg, int64_t B, int64_t T) {
   Buffer<int32_t> lo(MemCategory::Workspace, size_t(B * T));
   Buffer<int64_t> runs(MemCategory::Workspace, size_t(T));  // value·2³² + start, sorted
@@ -648,8 +662,9 @@ void pack_transposed(const float* X, int64_t stride, int64_t n, int64_t Hd, floa
 
 // Block size for a task count: start at `start`, halve (not below min_blk)
 // while there are fewer than 4 tasks per thread.
-int64_t pick_block(int64_t start, int64_t len, int64_t other_tasks, int64_t min_blk = 16) {
-  const int64_t want = 4 * int64_t(num_threads());
+int64_t pick_block(int64_t start, int64_t len, int64_t other_tasks, int threads,
+                   int64_t min_blk = 16) {
+  const int64_t want = 4 * int64_t(threads);
   int64_t blk = start;
   while (blk > min_blk && other_tasks * ceil_div(len, blk) < want) blk /= 2;
   return std::max<int64_t>(1, std::min(blk, len));
@@ -714,22 +729,40 @@ void forward_block(const Attn& a, const OpsKernels& Kn, int64_t b, int64_t g, in
 constexpr int64_t kDecodeMaxTokens = 4;
 constexpr int64_t kDecodeSub = 32;
 
+// Blocking and scratch of decode_forward.
+struct DecodeLayout {
+  int64_t cols, ldc, gcols, keys, kc, nchunks, per_thread;
+  int64_t partial_floats;  // pmax and psum [B, nchunks, cols] each
+  int64_t fs_floats, is_ints;
+};
+DecodeLayout decode_layout(const Attn& a, int threads) {
+  DecodeLayout d;
+  d.cols = a.H * a.T;
+  d.ldc = round_up(d.cols, 16);
+  d.gcols = a.group * a.T;
+  d.keys = int64_t(a.last_key(a.T - 1)) + 1;  // keys any column sees
+  // A fixed chunk (not derived from the thread count, so neither is the result).
+  d.kc = 256;
+  while (d.kc > kDecodeSub && d.kc * d.ldc > (int64_t(1) << 18)) d.kc /= 2;  // ≤ 1 MiB of scores
+  d.nchunks = ceil_div(d.keys, d.kc);
+  d.partial_floats = a.B * d.nchunks * d.cols;
+  d.per_thread = a.Hd * d.ldc + d.kc * d.ldc;
+  d.fs_floats = int64_t(threads) * d.per_thread;
+  d.is_ints = int64_t(threads) * 3 * d.ldc;
+  return d;
+}
+
 void decode_forward(const Attn& a, const OpsKernels& Kn, const float* q, const float* k,
                     const float* v, float* out, float* lse) {
-  const int64_t T = a.T, cols = a.H * T, ldc = round_up(cols, 16), gcols = a.group * T;
-  const int64_t keys = int64_t(a.last_key(T - 1)) + 1;  // keys any column sees
-  // A fixed chunk (not derived from the thread count, so neither is the result).
-  int64_t kc = 256;
-  while (kc > kDecodeSub && kc * ldc > (int64_t(1) << 18)) kc /= 2;  // ≤ 1 MiB of scores
-  const int64_t nchunks = ceil_div(keys, kc);
+  const DecodeLayout d = decode_layout(a, num_threads());
+  const int64_t T = a.T, cols = d.cols, ldc = d.ldc, gcols = d.gcols, keys = d.keys, kc = d.kc;
+  const int64_t nchunks = d.nchunks, per_thread = d.per_thread;
   // Per (batch, chunk): column max (scaled), column sum, unnormalised output.
-  Buffer<float> pmax(MemCategory::Workspace, size_t(a.B * nchunks * cols));
-  Buffer<float> psum(MemCategory::Workspace, size_t(a.B * nchunks * cols));
-  Buffer<float> pout(MemCategory::Workspace, size_t(a.B * nchunks * cols * a.Hd));
-  const int threads = num_threads();
-  const int64_t per_thread = a.Hd * ldc + kc * ldc;
-  Buffer<float> fs(MemCategory::Workspace, size_t(threads) * size_t(per_thread));
-  Buffer<int32_t> is(MemCategory::Workspace, size_t(threads) * size_t(3 * ldc));
+  Buffer<float> pmax(MemCategory::Workspace, size_t(d.partial_floats));
+  Buffer<float> psum(MemCategory::Workspace, size_t(d.partial_floats));
+  Buffer<float> pout(MemCategory::Workspace, size_t(d.partial_floats * a.Hd));
+  Buffer<float> fs(MemCategory::Workspace, size_t(d.fs_floats));
+  Buffer<int32_t> is(MemCategory::Workspace, size_t(d.is_ints));
   parallel_for(a.B * nchunks, 1, [&](int64_t i0, int64_t i1, int thread) {
     float* Qt = fs.data() + thread * per_thread;
     float* ST = Qt + a.Hd * ldc;
@@ -942,6 +975,88 @@ void attention_forward_reference(const AttentionShape& shape, const float* q, co
     }
 }
 
+namespace {
+// Blocking and per-thread scratch of attention_forward (prefill / training).
+struct ForwardLayout {
+  int64_t bq, nqb, ld_max, per_thread, fs_floats, is_ints;
+};
+ForwardLayout forward_layout(const Attn& a, int threads) {
+  ForwardLayout f;
+  // Tasks: (batch, kv head, block of bq queries), about 64 score columns each.
+  f.bq = pick_block(std::max<int64_t>(8, 64 / a.group), a.T, a.B * a.KV, threads, 8);
+  while (f.bq > 1 && a.group * f.bq * a.S > (int64_t(1) << 20)) f.bq /= 2;  // ≤ 4 MiB of scores
+  f.nqb = ceil_div(a.T, f.bq);
+  f.ld_max = round_up(a.group * f.bq, 16);
+  f.per_thread = a.Hd * f.ld_max + a.S * f.ld_max + 2 * f.ld_max + f.ld_max * a.Hd;
+  f.fs_floats = int64_t(threads) * f.per_thread;
+  f.is_ints = int64_t(threads) * 3 * f.ld_max;
+  return f;
+}
+
+// Blocking and scratch of attention_backward.
+struct BackwardLayout {
+  int64_t d_floats;              // Dv [B, H, T]
+  int64_t ldT, qt_floats;        // Qᵀ and dOᵀ [B, H, Hd, ldT] each
+  int64_t bk, nkb, qc, ldq;      // pass A
+  int64_t bq, nqb, ldb, kc;      // pass B
+  int64_t per_thread, iper, fs_floats, is_ints;
+};
+BackwardLayout backward_layout(const Attn& a, int threads) {
+  BackwardLayout l;
+  l.d_floats = a.B * a.H * a.T;
+  // The padded row length keeps the rows of Qᵀ and dOᵀ off a power-of-two stride.
+  l.ldT = round_up(a.T, 16) + 16;
+  l.qt_floats = a.B * a.H * a.Hd * l.ldT;
+  const int64_t kv_heads = a.B * a.KV, q_heads = a.B * a.H;
+  l.bk = pick_block(64, a.S, kv_heads, threads);
+  l.nkb = ceil_div(a.S, l.bk);
+  l.qc = std::min<int64_t>(128, a.T);
+  l.ldq = round_up(l.qc, 16);
+  l.bq = pick_block(64, a.T, q_heads, threads);
+  l.nqb = ceil_div(a.T, l.bq);
+  l.ldb = round_up(l.bq, 16);
+  l.kc = std::min<int64_t>(128, a.S);
+  l.per_thread = std::max(2 * l.bk * l.ldq, 2 * l.kc * l.ldb);
+  l.iper = 3 * std::max(l.ldq, l.ldb);
+  l.fs_floats = int64_t(threads) * l.per_thread;
+  l.is_ints = int64_t(threads) * l.iper;
+  return l;
+}
+
+// Bytes of the segment tables: lo kept through the op, runs while it is built.
+int64_t segment_bytes(const Attn& a, bool segments, int64_t* transient) {
+  *transient = segments ? a.T * int64_t(sizeof(int64_t)) : 0;
+  return segments ? a.B * a.T * int64_t(sizeof(int32_t)) : 0;
+}
+}  // namespace
+
+int64_t attention_forward_workspace_bytes(const AttentionShape& shape, bool segments,
+                                          int threads) {
+  const Attn a(shape);
+  if (a.empty()) return 0;
+  if (!segments && a.T <= kDecodeMaxTokens) {
+    const DecodeLayout d = decode_layout(a, threads);
+    return (2 * d.partial_floats + d.partial_floats * a.Hd + d.fs_floats) * int64_t(sizeof(float)) +
+           d.is_ints * int64_t(sizeof(int32_t));
+  }
+  int64_t runs = 0;
+  const int64_t lo = segment_bytes(a, segments, &runs);
+  const ForwardLayout f = forward_layout(a, threads);
+  return lo + std::max(runs, f.fs_floats * int64_t(sizeof(float)) +
+                                 f.is_ints * int64_t(sizeof(int32_t)));
+}
+
+int64_t attention_backward_workspace_bytes(const AttentionShape& shape, bool segments,
+                                           int threads) {
+  const Attn a(shape);
+  if (a.empty()) return 0;
+  int64_t runs = 0;
+  const int64_t lo = segment_bytes(a, segments, &runs);
+  const BackwardLayout l = backward_layout(a, threads);
+  return lo + std::max(runs, (l.d_floats + 2 * l.qt_floats + l.fs_floats) * int64_t(sizeof(float)) +
+                                 l.is_ints * int64_t(sizeof(int32_t)));
+}
+
 void attention_forward(const AttentionShape& shape, const float* q, const float* k,
                        const float* v, const int32_t* segments, float* out, float* lse) {
   const Attn a(shape);
@@ -950,14 +1065,10 @@ void attention_forward(const AttentionShape& shape, const float* q, const float*
   if (!segments && a.T <= kDecodeMaxTokens) return decode_forward(a, Kn, q, k, v, out, lse);
   Buffer<int32_t> seg_lo;
   if (segments) seg_lo = segment_first_keys(segments, a.B, a.T);
-  // Tasks: (batch, kv head, block of bq queries), about 64 score columns each.
-  int64_t bq = pick_block(std::max<int64_t>(8, 64 / a.group), a.T, a.B * a.KV, 8);
-  while (bq > 1 && a.group * bq * a.S > (int64_t(1) << 20)) bq /= 2;  // ≤ 4 MiB of scores
-  const int64_t nqb = ceil_div(a.T, bq), ld_max = round_up(a.group * bq, 16);
-  const int64_t per_thread = a.Hd * ld_max + a.S * ld_max + 2 * ld_max + ld_max * a.Hd;
-  const int threads = num_threads();
-  Buffer<float> fs(MemCategory::Workspace, size_t(threads) * size_t(per_thread));
-  Buffer<int32_t> is(MemCategory::Workspace, size_t(threads) * size_t(3 * ld_max));
+  const ForwardLayout f = forward_layout(a, num_threads());
+  const int64_t bq = f.bq, nqb = f.nqb, ld_max = f.ld_max, per_thread = f.per_thread;
+  Buffer<float> fs(MemCategory::Workspace, size_t(f.fs_floats));
+  Buffer<int32_t> is(MemCategory::Workspace, size_t(f.is_ints));
   const int64_t groups = a.B * a.KV;
   // Largest (last) query blocks first, all kv heads of one block together.
   parallel_for(groups * nqb, 1, [&](int64_t i0, int64_t i1, int thread) {
@@ -1034,8 +1145,10 @@ void attention_backward(const AttentionShape& shape, const float* q, const float
   Buffer<int32_t> seg_lo;
   if (segments) seg_lo = segment_first_keys(segments, a.B, a.T);
 
+  const int threads = num_threads();
+  const BackwardLayout l = backward_layout(a, threads);
   // D[b,h,t] = dO·O (= Σ_j P·dP), the softmax-backward row term.
-  Buffer<float> Dv(MemCategory::Workspace, size_t(a.B * a.H * a.T));
+  Buffer<float> Dv(MemCategory::Workspace, size_t(l.d_floats));
   parallel_for(a.B * a.T, 64, [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / a.T, t = r % a.T;
@@ -1045,11 +1158,10 @@ void attention_backward(const AttentionShape& shape, const float* q, const float
     }
   });
 
-  // Qᵀ and dOᵀ per head; the padded row length keeps their rows off a
-  // power-of-two stride.
-  const int64_t ldT = round_up(a.T, 16) + 16;
-  Buffer<float> Qt(MemCategory::Workspace, size_t(a.B * a.H * a.Hd * ldT));
-  Buffer<float> dOt(MemCategory::Workspace, size_t(a.B * a.H * a.Hd * ldT));
+  // Qᵀ and dOᵀ per head.
+  const int64_t ldT = l.ldT;
+  Buffer<float> Qt(MemCategory::Workspace, size_t(l.qt_floats));
+  Buffer<float> dOt(MemCategory::Workspace, size_t(l.qt_floats));
   const QuerySideT qt{Qt.data(), dOt.data(), ldT};
   parallel_for(a.B * a.H, 1, [&](int64_t i0, int64_t i1, int) {
     for (int64_t bh = i0; bh < i1; ++bh) {
@@ -1061,18 +1173,14 @@ void attention_backward(const AttentionShape& shape, const float* q, const float
     }
   });
 
-  const int threads = num_threads();
   const int64_t kv_heads = a.B * a.KV, q_heads = a.B * a.H;
   // Pass A (dK, dV): tasks own key blocks, so no two write the same rows.
-  const int64_t bk = pick_block(64, a.S, kv_heads), nkb = ceil_div(a.S, bk);
-  const int64_t qc = std::min<int64_t>(128, a.T), ldq = round_up(qc, 16);
+  const int64_t bk = l.bk, nkb = l.nkb, qc = l.qc;
   // Pass B (dQ): tasks own query blocks.
-  const int64_t bq = pick_block(64, a.T, q_heads), nqb = ceil_div(a.T, bq);
-  const int64_t ldb = round_up(bq, 16), kc = std::min<int64_t>(128, a.S);
-  const int64_t per_a = 2 * bk * ldq, per_b = 2 * kc * ldb;
-  const int64_t per_thread = std::max(per_a, per_b), iper = 3 * std::max(ldq, ldb);
-  Buffer<float> fs(MemCategory::Workspace, size_t(threads) * size_t(per_thread));
-  Buffer<int32_t> is(MemCategory::Workspace, size_t(threads) * size_t(iper));
+  const int64_t bq = l.bq, nqb = l.nqb, ldb = l.ldb, kc = l.kc;
+  const int64_t per_thread = l.per_thread, iper = l.iper;
+  Buffer<float> fs(MemCategory::Workspace, size_t(l.fs_floats));
+  Buffer<int32_t> is(MemCategory::Workspace, size_t(l.is_ints));
 
   // Head-major, so a thread's consecutive tasks reuse one head's Qᵀ/dOᵀ in
   // cache; within a head the first key blocks (seen by the most queries) first.
@@ -1164,7 +1272,7 @@ double cross_entropy(float* logits, const int32_t* targets, int64_t rows, int64_
                      float grad_scale, bool want_grad) {
   if (rows <= 0) return 0;
   const OpsKernels& K = active_kernels();
-  Buffer<double> row_loss(MemCategory::Workspace, size_t(rows));
+  Buffer<double> row_loss(MemCategory::Workspace, size_t(rows));  // cross_entropy_workspace_bytes
   parallel_for(rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, vocab)),
                [&](int64_t r0, int64_t r1, int) {
                  for (int64_t r = r0; r < r1; ++r) {
@@ -1189,6 +1297,10 @@ double cross_entropy(float* logits, const int32_t* targets, int64_t rows, int64_
   double total = 0;
   for (int64_t r = 0; r < rows; ++r) total += row_loss[r];
   return total;
+}
+
+int64_t cross_entropy_workspace_bytes(int64_t rows) {
+  return rows > 0 ? rows * int64_t(sizeof(double)) : 0;
 }
 
 // ============================================================================
@@ -1239,13 +1351,22 @@ void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const A
   });
 }
 
+namespace {
+constexpr int64_t kSumSquaresChunk = 65536;  // floats per partial sum
+}  // namespace
+
+int64_t sum_squares_workspace_bytes(int64_t n) {
+  const int64_t chunks = n > 0 ? ceil_div(n, kSumSquaresChunk) : 0;
+  return chunks > 1 ? chunks * int64_t(sizeof(double)) : 0;
+}
+
 double sum_squares(const float* x, int64_t n) {
   if (n <= 0) return 0;
   const OpsKernels& K = active_kernels();
   // Fixed chunks summed in order: the result does not depend on the threads.
-  const int64_t chunk = 65536, chunks = ceil_div(n, chunk);
+  const int64_t chunk = kSumSquaresChunk, chunks = ceil_div(n, chunk);
   if (chunks == 1) return K.dot_f64(x, x, n);
-  Buffer<double> part(MemCategory::Workspace, size_t(chunks));
+  Buffer<double> part(MemCategory::Workspace, size_t(chunks));  // sum_squares_workspace_bytes
   parallel_for(chunks, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
       const float* xc = x + c * chunk;

@@ -119,4 +119,16 @@ void adamw_step_reference(float* p, const float* g, float* m, float* v, int64_t 
 // Sum of squares (double accumulation), for global-norm gradient clipping.
 double sum_squares(const float* x, int64_t n);
 
+// ---- Workspace of the ops -------------------------------------------------
+// Peak Workspace bytes each op allocates while it runs on a pool of `threads`
+// threads (the ops size their buffers with the same layout functions); the
+// memory plan (model/memory_plan.h) adds them at the points they run.
+// position_span = max - min position of the rows (the rows of one sequence
+// when positions restart per sequence); segments = packed examples.
+int64_t rope_workspace_bytes(int64_t rows, int64_t position_span, int64_t head_dim, int threads);
+int64_t attention_forward_workspace_bytes(const AttentionShape& s, bool segments, int threads);
+int64_t attention_backward_workspace_bytes(const AttentionShape& s, bool segments, int threads);
+int64_t cross_entropy_workspace_bytes(int64_t rows);
+int64_t sum_squares_workspace_bytes(int64_t n);
+
 }  // namespace ls

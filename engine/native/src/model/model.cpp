@@ -8,6 +8,7 @@
 #include "common/threads.h"
 #include "kernels/nf4.h"
 #include "kernels/ops.h"
+#include "model/memory_plan.h"
 
 namespace ls {
 
@@ -28,6 +29,12 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 uint64_t mix(uint64_t a, uint64_t b) { return splitmix64(a ^ splitmix64(b)); }
+
+// Frees the calling thread's GEMM scratch when a call ends (see gemm.h), so
+// each call's scratch is counted during that call only.
+struct GemmScratchScope {
+  ~GemmScratchScope() { gemm_release_scratch(); }
+};
 
 // Uniform in [0, 1) from a 64-bit hash (24 bits of mantissa).
 float unit_float(uint64_t h) { return float(h >> 40) * (1.0f / 16777216.0f); }
@@ -147,19 +154,19 @@ void build_linear(LinearWeight& w, int64_t out, int64_t in, DType target,
   w.in = in;
   w.dtype = target;
   const int64_t n = out * in;
+  const LinearStorage st = linear_storage(out, in, target);
   if (target == DType::F32) {
-    w.f32 = Buffer<float>(MemCategory::Base, size_t(n));
+    w.f32 = Buffer<float>(MemCategory::Base, size_t(st.f32));
     fill_f32(w.f32.data(), n, src);
   } else if (target == DType::BF16) {
-    w.bf16 = Buffer<uint16_t>(MemCategory::Base, size_t(n));
+    w.bf16 = Buffer<uint16_t>(MemCategory::Base, size_t(st.bf16));
     fill_bf16(w.bf16.data(), n, src);
   } else {  // NF4: quantize chunk by chunk, never holding the fp32 tensor
     if (n % kNf4BlockSize) throw std::runtime_error("NF4 needs a multiple of 64 weights");
-    const int64_t nblocks = n / kNf4BlockSize;
-    w.nf4_packed = Buffer<uint8_t>(MemCategory::Base, size_t(n / 2));
-    w.nf4_absmax = Buffer<uint8_t>(MemCategory::Base, size_t(nblocks));
-    w.nf4_scale = Buffer<float>(MemCategory::Base,
-                                size_t((nblocks + kNf4AbsmaxBlock - 1) / kNf4AbsmaxBlock));
+    const int64_t nblocks = st.nf4_absmax;
+    w.nf4_packed = Buffer<uint8_t>(MemCategory::Base, size_t(st.nf4_packed));
+    w.nf4_absmax = Buffer<uint8_t>(MemCategory::Base, size_t(st.nf4_absmax));
+    w.nf4_scale = Buffer<float>(MemCategory::Base, size_t(st.nf4_scale));
     Buffer<float> absmax(MemCategory::Workspace, size_t(nblocks));
     parallel_for((n + kConvertChunk - 1) / kConvertChunk, 1, [&](int64_t c0, int64_t c1, int) {
       Buffer<float> tmp(MemCategory::Workspace, size_t(kConvertChunk));
@@ -186,7 +193,7 @@ Buffer<float> build_vector(int64_t n, const ElementSource& src) {
 // ---- Model: construction and weights ---------------------------------------------
 
 Model::Model(const ModelConfig& cfg, BaseFormat format) : cfg_(cfg), format_(format) {
-  embed_dtype_ = format == BaseFormat::F32 ? DType::F32 : DType::BF16;
+  embed_dtype_ = embedding_dtype(format);
   layers_.resize(size_t(cfg.layers));
 }
 
@@ -225,39 +232,21 @@ void Model::set_norm(int64_t layer, int which, DType src, const void* data) {
   }
 }
 
-namespace {
-void proj_shape(const ModelConfig& c, int p, int64_t* out, int64_t* in) {
-  const int64_t qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim;
-  switch (p) {
-    case kQ: *out = qd; *in = c.hidden; break;
-    case kK: case kV: *out = kvd; *in = c.hidden; break;
-    case kO: *out = c.hidden; *in = qd; break;
-    case kGate: case kUp: *out = c.intermediate; *in = c.hidden; break;
-    default: *out = c.hidden; *in = c.intermediate; break;
-  }
-}
-}  // namespace
-
 void Model::set_projection(int64_t layer, int proj, DType src, const void* data) {
-  int64_t out, in;
-  proj_shape(cfg_, proj, &out, &in);
-  DType target = format_ == BaseFormat::F32 ? DType::F32
-                 : format_ == BaseFormat::BF16 ? DType::BF16 : DType::NF4;
+  const ProjShape s = proj_shape(cfg_, proj);
   LinearWeight& w = layers_.at(size_t(layer)).proj[size_t(proj)];
   Buffer<float> bias = std::move(w.bias);
-  build_linear(w, out, in, target, raw_source(src, data));
+  build_linear(w, s.out, s.in, projection_dtype(format_), raw_source(src, data));
   w.bias = std::move(bias);
 }
 
 void Model::set_bias(int64_t layer, int proj, DType src, const void* data) {
-  int64_t out, in;
-  proj_shape(cfg_, proj, &out, &in);
-  layers_.at(size_t(layer)).proj[size_t(proj)].bias = build_vector(out, raw_source(src, data));
+  const ProjShape s = proj_shape(cfg_, proj);
+  layers_.at(size_t(layer)).proj[size_t(proj)].bias = build_vector(s.out, raw_source(src, data));
 }
 
 void Model::init_random(uint64_t seed, float std) {
-  DType target = format_ == BaseFormat::F32 ? DType::F32
-                 : format_ == BaseFormat::BF16 ? DType::BF16 : DType::NF4;
+  const DType target = projection_dtype(format_);
   uint64_t stream = seed * 1000003ull;
   auto next = [&]() { return mix(seed, ++stream); };
   const int64_t nE = cfg_.vocab * cfg_.hidden;
@@ -281,12 +270,9 @@ void Model::init_random(uint64_t seed, float std) {
       L.k_norm = build_vector(cfg_.head_dim, ones);
     }
     for (int p = 0; p < kProjCount; ++p) {
-      int64_t out, in;
-      proj_shape(cfg_, p, &out, &in);
-      build_linear(L.proj[size_t(p)], out, in, target, random_source(next(), std));
-      bool has_bias = (p <= kV && cfg_.qkv_bias) || (p == kO && cfg_.o_bias) ||
-                      (p >= kGate && cfg_.mlp_bias);
-      if (has_bias) L.proj[size_t(p)].bias = build_vector(out, random_source(next(), std));
+      const ProjShape s = proj_shape(cfg_, p);
+      build_linear(L.proj[size_t(p)], s.out, s.in, target, random_source(next(), std));
+      if (proj_has_bias(cfg_, p)) L.proj[size_t(p)].bias = build_vector(s.out, random_source(next(), std));
     }
     check_cancel();
   }
@@ -328,7 +314,9 @@ void Model::add_adapter(const AdapterSpec& spec) {
     for (int p = 0; p < kProjCount; ++p) {
       if (!(spec.target_mask & (1u << p))) continue;
       auto m = std::make_unique<LoraModule>();
-      proj_shape(cfg_, p, &m->out, &m->in);
+      const ProjShape shape = proj_shape(cfg_, p);
+      m->out = shape.out;
+      m->in = shape.in;
       // PEFT initialisation: A ~ U(-1/sqrt(in), 1/sqrt(in)) (Kaiming-uniform,
       // a = sqrt(5)), B = 0, so a fresh adapter leaves the output unchanged.
       m->A = Buffer<float>(MemCategory::Adapters, size_t(r * m->in));
@@ -407,6 +395,7 @@ Buffer<float>& Model::adapter_tensor(const std::string& name, int64_t layer, int
 // W += sign · scale · B·A for every adapted projection, in the base's own
 // precision (bf16 rounds once per merge; unmerge subtracts the same delta).
 void Model::add_adapter_delta(Adapter& a, float sign) {
+  GemmScratchScope scratch;
   const int64_t r = a.spec.rank;
   for (int64_t l = 0; l < cfg_.layers; ++l) {
     for (int p = 0; p < kProjCount; ++p) {
@@ -472,28 +461,27 @@ struct Model::LayerActs {
   // LoRA hidden u = drop(x)·Aᵀ [N,r], one per (adapter, projection).
   std::map<std::pair<const Adapter*, int>, Buffer<float>> lora;
 
+  // Sizes from layer_acts_layout (memory_plan.h); empty buffers are not allocated.
   LayerActs(const ModelConfig& c, int64_t n) : N(n) {
-    const MemCategory A = MemCategory::Activations;
-    const int64_t qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim;
-    h1 = Buffer<float>(A, size_t(N * c.hidden));
-    rstd1 = Buffer<float>(A, size_t(N));
-    if (c.qk_norm) {
-      q_raw = Buffer<float>(A, size_t(N * qd));
-      k_raw = Buffer<float>(A, size_t(N * kvd));
-      rstd_q = Buffer<float>(A, size_t(N * c.heads));
-      rstd_k = Buffer<float>(A, size_t(N * c.kv_heads));
-    }
-    q = Buffer<float>(A, size_t(N * qd));
-    k = Buffer<float>(A, size_t(N * kvd));
-    v = Buffer<float>(A, size_t(N * kvd));
-    attn = Buffer<float>(A, size_t(N * qd));
-    lse = Buffer<float>(A, size_t(N * c.heads));
-    xm = Buffer<float>(A, size_t(N * c.hidden));
-    h2 = Buffer<float>(A, size_t(N * c.hidden));
-    rstd2 = Buffer<float>(A, size_t(N));
-    g = Buffer<float>(A, size_t(N * c.intermediate));
-    u = Buffer<float>(A, size_t(N * c.intermediate));
-    act = Buffer<float>(A, size_t(N * c.intermediate));
+    const LayerActsLayout s = layer_acts_layout(c, n);
+    auto make = [](int64_t count) { return Buffer<float>(MemCategory::Activations, size_t(count)); };
+    h1 = make(s.h1);
+    rstd1 = make(s.rstd1);
+    q_raw = make(s.q_raw);
+    k_raw = make(s.k_raw);
+    rstd_q = make(s.rstd_q);
+    rstd_k = make(s.rstd_k);
+    q = make(s.q);
+    k = make(s.k);
+    v = make(s.v);
+    attn = make(s.attn);
+    lse = make(s.lse);
+    xm = make(s.xm);
+    h2 = make(s.h2);
+    rstd2 = make(s.rstd2);
+    g = make(s.g);
+    u = make(s.u);
+    act = make(s.act);
   }
 
   float* lora_hidden(const Adapter* a, int p) {
@@ -514,30 +502,24 @@ struct Model::Scratch {
   // backward only
   Buffer<float> dh, dact, dg, du, dattn, dq, dk, dv, dq2, dk2;
 
+  // Sizes from step_scratch_layout (memory_plan.h); empty buffers are not allocated.
   Scratch(const ModelConfig& c, int64_t N, int64_t max_rank, bool backward) {
-    const MemCategory W = MemCategory::Workspace;
-    const int64_t qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim;
-    const int64_t widest = std::max({c.hidden, c.intermediate, qd});
-    positions = Buffer<int32_t>(W, size_t(N));
-    tmp_d = Buffer<float>(W, size_t(N * c.hidden));
-    if (max_rank > 0) {
-      xdrop = Buffer<float>(W, size_t(N * widest));
-      lora_du = Buffer<float>(W, size_t(N * max_rank));
-    }
-    if (backward) {
-      dh = Buffer<float>(W, size_t(N * c.hidden));
-      dact = Buffer<float>(W, size_t(N * c.intermediate));
-      dg = Buffer<float>(W, size_t(N * c.intermediate));
-      du = Buffer<float>(W, size_t(N * c.intermediate));
-      dattn = Buffer<float>(W, size_t(N * qd));
-      dq = Buffer<float>(W, size_t(N * qd));
-      dk = Buffer<float>(W, size_t(N * kvd));
-      dv = Buffer<float>(W, size_t(N * kvd));
-      if (c.qk_norm) {
-        dq2 = Buffer<float>(W, size_t(N * qd));
-        dk2 = Buffer<float>(W, size_t(N * kvd));
-      }
-    }
+    const StepScratchLayout s = step_scratch_layout(c, N, max_rank, backward);
+    auto make = [](int64_t count) { return Buffer<float>(MemCategory::Workspace, size_t(count)); };
+    positions = Buffer<int32_t>(MemCategory::Workspace, size_t(s.positions));
+    tmp_d = make(s.tmp_d);
+    xdrop = make(s.xdrop);
+    lora_du = make(s.lora_du);
+    dh = make(s.dh);
+    dact = make(s.dact);
+    dg = make(s.dg);
+    du = make(s.du);
+    dattn = make(s.dattn);
+    dq = make(s.dq);
+    dk = make(s.dk);
+    dv = make(s.dv);
+    dq2 = make(s.dq2);
+    dk2 = make(s.dk2);
   }
 };
 
@@ -736,6 +718,7 @@ int64_t max_rank_of(const std::map<std::string, std::unique_ptr<Adapter>>& adapt
 }  // namespace
 
 LossResult Model::train_step(const TrainBatch& b, bool checkpointing) {
+  GemmScratchScope scratch;
   try {
     return run(b, true, checkpointing);
   } catch (...) {
@@ -744,7 +727,10 @@ LossResult Model::train_step(const TrainBatch& b, bool checkpointing) {
   }
 }
 
-LossResult Model::eval_loss(const TrainBatch& b) { return run(b, false, false); }
+LossResult Model::eval_loss(const TrainBatch& b) {
+  GemmScratchScope scratch;
+  return run(b, false, false);
+}
 
 LossResult Model::run(const TrainBatch& b, bool backward, bool checkpointing) {
   const ModelConfig& c = cfg_;
@@ -792,8 +778,7 @@ LossResult Model::run(const TrainBatch& b, bool backward, bool checkpointing) {
     if (tgt != -100) ++result.tokens;
   }
   const WeightRef head = lm_head_ref();
-  // Rows of logits per chunk: about 4M floats (16 MiB), at least 32 rows.
-  const int64_t chunk = std::min<int64_t>(N, std::max<int64_t>(32, (int64_t(4) << 20) / V));
+  const int64_t chunk = loss_chunk_rows(N, V);
   Buffer<float> logits(MemCategory::Workspace, size_t(chunk * V));
   Buffer<float> dhf;
   if (backward) dhf = Buffer<float>(MemCategory::Workspace, size_t(N * D));
@@ -891,6 +876,7 @@ std::unique_ptr<KvCache> Model::new_cache(int64_t batch, int64_t capacity) {
 
 void Model::forward_cached(KvCache& cache, const int32_t* tokens, int64_t count,
                            bool all_positions, float* logits_out) {
+  GemmScratchScope scratch;
   const ModelConfig& c = cfg_;
   if (cache.length + count > cache.capacity)
     throw StateError("the KV cache is full (" + std::to_string(cache.capacity) + " positions)");
