@@ -332,8 +332,12 @@ function resolveSites(file: string, c: ParsedConfig, numLayers: number, qkNorm: 
     }
     sites.push(site);
   }
-  if (!first)
-    throw bad('target_modules', `(${c.targetsText}${c.layersToTransform ? `, layers_to_transform ${JSON.stringify(c.layersToTransform)}` : ''}) selects no module of this ${numLayers}-layer model; PEFT would refuse it too. The adapter belongs to another kind of model.`);
+  if (!first) {
+    const plainName = /^"[\w.]+"$/.test(c.targetsText)
+      ? ` PEFT reads a string as a regular expression that must match a whole module name such as ${peftModuleName(0, 'q_proj')}; to adapt every ${c.targetsText.slice(1, -1)} write it as a list: [${c.targetsText}].`
+      : ' The adapter belongs to another kind of model.';
+    throw bad('target_modules', `(${c.targetsText}${c.layersToTransform ? `, layers_to_transform ${JSON.stringify(c.layersToTransform)}` : ''}) selects no module of this ${numLayers}-layer model; PEFT would refuse it too.${plainName}`);
+  }
   return { sites, rank: first.rank, alpha: first.alpha };
 }
 
