@@ -11,8 +11,12 @@ import { tempDir } from './engine-fixtures.ts';
 export function chatRecord(i: number): string {
   const colours = ['red', 'green', 'blue', 'amber', 'violet', 'teal'];
   const question = `Item ${i}${' please'.repeat(i % 4)}: colour?`;
-  return JSON.stringify({ messages: [{ role: 'user', content: question }, { role: 'assistant', content: `Colour ${colours[i % colours.length]}.` }] });
+  const answer = `Colour ${colours[i % colours.length]}.` + ' Yes.'.repeat(i % 5);
+  return JSON.stringify({ messages: [{ role: 'user', content: question }, { role: 'assistant', content: answer }] });
 }
+
+// Large enough that the frozen output layer can express confident predictions.
+const INIT_STD = 0.25;
 
 export interface TrainFixture {
   dir: string;
@@ -24,7 +28,7 @@ export interface TrainFixture {
 export async function trainFixture(count = 24, arch: 'llama' | 'qwen2' = 'llama'): Promise<TrainFixture> {
   const dir = await tempDir('lora-studio-train-');
   const model = path.join(dir, 'model');
-  await createTinyModel(model, { arch, tokenizer: true, hiddenSize: 48, intermediateSize: 96, numLayers: 2, numHeads: 4, numKvHeads: 2, seed: 3 });
+  await createTinyModel(model, { arch, tokenizer: true, hiddenSize: 48, intermediateSize: 96, numLayers: 2, numHeads: 4, numKvHeads: 2, seed: 3, initStd: INIT_STD });
   const data = path.join(dir, 'chat.jsonl');
   await writeFile(data, Array.from({ length: count }, (_, i) => chatRecord(i)).join('\n') + '\n');
   return { dir, model, data };
@@ -39,7 +43,7 @@ export function fixtureConfig(f: TrainFixture, out: string, over: Partial<TrainC
     rank: 4,
     alpha: 8,
     seqLen: 96,
-    lr: 5e-3,
+    lr: 2e-2,
     steps: 12,
     batchSize: 2,
     ...over,
