@@ -18,7 +18,7 @@
 // Greedy packing starts a row with the example that did not fit the previous
 // one, so packing restarted at a row's first example rebuilds the same rows:
 // a micro-batch boundary is fully described by (epoch, position).
-import type { Batch } from '../api.ts';
+import { CancelledError, type Batch } from '../api.ts';
 import { DataError } from '../data/errors.ts';
 import { batchTrainedTokens, Packer, packedBatch, paddedBatch, paddingFreeBatch, type PackedRow } from '../data/packing.ts';
 import { TrainingData, type PassStats, type TokenizedExample } from '../data/pipeline.ts';
@@ -37,11 +37,12 @@ export interface DataPlan {
   stats: PassStats & { skippedBadRecords: number };
 }
 
-async function usableExamples(data: TrainingData): Promise<{ indices: Int32Array; lengths: Int32Array }> {
+async function usableExamples(data: TrainingData, signal?: AbortSignal): Promise<{ indices: Int32Array; lengths: Int32Array }> {
   let indices = new Int32Array(1024);
   let lengths = new Int32Array(1024);
   let n = 0;
   for await (const e of data.examples()) {
+    if ((e.index & 1023) === 0 && signal?.aborted) throw new CancelledError('reading the data');
     if (e.trainedTokens === 0) continue;
     if (n === indices.length) {
       const grown = new Int32Array(n * 2);
@@ -60,7 +61,7 @@ async function usableExamples(data: TrainingData): Promise<{ indices: Int32Array
 }
 
 /** Opens the data, counts it, and splits off the evaluation examples (seeded). */
-export async function planData(config: TrainConfig): Promise<DataPlan> {
+export async function planData(config: TrainConfig, signal?: AbortSignal): Promise<DataPlan> {
   const options = {
     maxSeqLen: config.seqLen,
     format: config.format,
@@ -70,7 +71,7 @@ export async function planData(config: TrainConfig): Promise<DataPlan> {
     skipBadRecords: config.skipBadRecords,
   };
   const train = await TrainingData.open(config.model, config.data, options);
-  const { indices: usable, lengths } = await usableExamples(train);
+  const { indices: usable, lengths } = await usableExamples(train, signal);
   const stats = { ...train.stats, skippedBadRecords: train.dataset.badCount };
   if (usable.length === 0)
     throw new DataError(
@@ -84,7 +85,7 @@ export async function planData(config: TrainConfig): Promise<DataPlan> {
   let evalIndices: Int32Array = new Int32Array(0);
   if (config.evalData !== null) {
     evalData = await TrainingData.open(config.model, config.evalData, options);
-    evalIndices = (await usableExamples(evalData)).indices;
+    evalIndices = (await usableExamples(evalData, signal)).indices;
     if (evalIndices.length === 0)
       throw new DataError(`${config.evalData}: no evaluation example has a trained token; check --eval-data and --loss-on`, config.evalData);
   } else if (config.evalSplit > 0) {

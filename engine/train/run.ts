@@ -45,7 +45,7 @@ import {
   writeFinalAdapter,
   type TrainerState,
 } from './checkpoint.ts';
-import { resolveTrainConfig, TRAIN_FLAGS } from './config.ts';
+import { resolveTrainConfig, TrainConfigError, TRAIN_FLAGS } from './config.ts';
 import { evalResultOf, evaluateExamples } from './evaluate.ts';
 import { dropoutSeed, shuffleState } from './rng.ts';
 import { learningRate } from './schedule.ts';
@@ -87,11 +87,12 @@ function applyOverrides(stored: TrainConfig, overrides: Partial<TrainConfig>): T
   const next: Record<string, unknown> = { ...stored };
   for (const [k, v] of Object.entries(overrides) as [keyof TrainConfig, unknown][]) {
     if (v === undefined) continue;
-    if (!(k in stored)) throw new UserError(`unknown training setting '${k}'`);
+    if (!(k in stored)) throw new TrainConfigError(k, `unknown training setting '${k}'`);
     const given = ['model', 'data', 'out', 'initAdapter', 'evalData'].includes(k) && typeof v === 'string' ? path.resolve(v) : v;
     if (sameValue(given, stored[k])) continue;
     if (!RESUME_OVERRIDABLE.includes(k))
-      throw new UserError(
+      throw new TrainConfigError(
+        k,
         `${TRAIN_FLAGS[k] ?? k} differs from the checkpoint (${JSON.stringify(stored[k])} there, ${JSON.stringify(given)} given); ` +
           `a resumed run keeps the settings its steps were made with (only ${RESUME_OVERRIDABLE.map((f) => TRAIN_FLAGS[f]).join(', ')} can change). ` +
           'Start a new run to change it.',
@@ -127,10 +128,36 @@ async function train(config: TrainConfig, opts: RunOptions, resume: Resume | nul
   await removeLeftovers(checkpointsDir);
   await removeLeftovers(config.out);
 
-  const plan = await planData(config);
-  const totalSteps = config.steps ?? totalStepsForEpochs(plan, config);
   const st = resume?.state;
-  if (st) checkResumable(config, plan, totalSteps, resume!);
+  const stoppedBeforeStart = (): TrainResult => {
+    const checkpointPath = resume?.dir ?? '';
+    const losses = st ? [...st.losses] : [];
+    const evalLosses = st ? [...st.eval_history] : [];
+    emit({
+      type: 'done', reason: 'stopped', step: st?.step ?? 0, adapter_path: '', checkpoint_path: checkpointPath, train_loss: losses.at(-1) ?? null,
+      eval_loss: evalLosses.at(-1)?.loss ?? null, elapsed_seconds: (st?.elapsed_seconds ?? 0) + (performance.now() - started) / 1000, memory: memoryReport(),
+    });
+    return { reason: 'stopped', steps: st?.step ?? 0, adapterPath: '', checkpointPath, losses, evalLosses };
+  };
+
+  let plan: DataPlan;
+  let model: EngineModel;
+  try {
+    plan = await planData(config, signal);
+    model = await EngineModel.load(config.model, { method: config.method, signal });
+  } catch (e) {
+    if (e instanceof CancelledError) return stoppedBeforeStart();
+    throw e;
+  }
+  const totalSteps = config.steps ?? totalStepsForEpochs(plan, config);
+  if (st) {
+    try {
+      checkResumable(config, plan, totalSteps, resume!);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+  }
 
   // Run state; a checkpoint stores all of it.
   let step = st?.step ?? 0;
@@ -143,15 +170,6 @@ async function train(config: TrainConfig, opts: RunOptions, resume: Resume | nul
   const priorElapsed = st?.elapsed_seconds ?? 0;
   const elapsed = () => priorElapsed + (performance.now() - started) / 1000;
 
-  let model: EngineModel;
-  try {
-    model = await EngineModel.load(config.model, { method: config.method, signal });
-  } catch (e) {
-    if (!(e instanceof CancelledError)) throw e;
-    const done = { reason: 'stopped' as const, steps: step, adapterPath: '', checkpointPath: resume?.dir ?? '', losses, evalLosses: evalHistory };
-    emit({ type: 'done', reason: 'stopped', step, adapter_path: '', checkpoint_path: done.checkpointPath, train_loss: losses.at(-1) ?? null, eval_loss: evalHistory.at(-1)?.loss ?? null, elapsed_seconds: elapsed(), memory: memoryReport() });
-    return done;
-  }
   try {
     if (resume) {
       await loadPeftAdapter(model, resume.dir, ADAPTER_NAME);

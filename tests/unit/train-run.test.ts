@@ -8,6 +8,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { EngineModel } from '../../engine/api.ts';
 import { loadPeftAdapter } from '../../engine/adapters/peft.ts';
+import { UserError } from '../../engine/model/errors.ts';
 import { paddedBatch } from '../../engine/data/packing.ts';
 import { planData } from '../../engine/train/batches.ts';
 import { evaluateLoss } from '../../engine/train/evaluate.ts';
@@ -172,7 +173,7 @@ describe('a training run', () => {
   it('a resumed run refuses a changed setting that shapes the math, and extends when asked', async () => {
     const f = await trainFixture();
     const r = await runTraining(fixtureConfig(f, 'out', { steps: 4 }));
-    await assert.rejects(resumeTraining(path.join(f.dir, 'out'), { overrides: { lr: 1e-3 } }), /^UserError: --lr differs from the checkpoint/);
+    await assert.rejects(resumeTraining(path.join(f.dir, 'out'), { overrides: { lr: 1e-3 } }), (e: unknown) => e instanceof UserError && /^--lr differs from the checkpoint \(0\.02 there, 0\.001 given\)/.test(e.message));
     await assert.rejects(resumeTraining(path.join(f.dir, 'out'), { overrides: { batchSize: 4 } }), /--batch differs from the checkpoint/);
     await assert.rejects(runTraining(fixtureConfig(f, 'out', { steps: 4 })), /already holds checkpoints of a run \(step-000004\); resume that run/);
     const longer = await resumeTraining(path.join(f.dir, 'out'), { overrides: { steps: 6, lr: 2e-2, saveEvery: 1 } });
@@ -203,5 +204,33 @@ describe('a training run', () => {
     // Checkpoint events come before that step's samples.
     const order = log.events.filter((e) => e.type === 'checkpoint' || e.type === 'sample').map((e) => `${e.type}@${(e as { step: number }).step}`);
     assert.deepEqual(order, ['checkpoint@2', 'sample@2', 'checkpoint@4', 'sample@4']);
+  });
+  it('trains on plain text (shuffled token windows) and CSV files, for a number of epochs', async () => {
+    const f = await trainFixture(4);
+    const txt = path.join(f.dir, 'notes.txt');
+    await writeFile(txt, Array.from({ length: 40 }, (_, i) => `Note ${i}: the colour of item ${i} is ${['red', 'blue'][i % 2]}.`).join('\n') + '\n');
+    const log = eventLog();
+    const r = await runTraining(fixtureConfig(f, 'txt', { data: txt, steps: null, epochs: 2, seqLen: 64, batching: 'padding-free' }), { onEvent: log.onEvent });
+    const start = log.of('start')[0]!;
+    assert.equal(r.steps, start.total_steps);
+    assert.equal(r.steps, 2 * Math.ceil(start.train_examples / 2), 'two epochs of batch-2 micro-batches');
+    const steps = log.of('step');
+    assert.equal(steps.at(-1)!.epoch, 2);
+    assert.ok(r.losses.at(-1)! < r.losses[0]!);
+
+    const csv = path.join(f.dir, 'pairs.csv');
+    await writeFile(csv, 'question,answer\n' + Array.from({ length: 10 }, (_, i) => `"Item ${i}, colour?",Colour ${['red', 'blue'][i % 2]}.`).join('\n') + '\n');
+    const c = await runTraining(fixtureConfig(f, 'csv', { data: csv, columns: 'prompt=question,completion=answer', steps: 3, batching: 'padded' }));
+    assert.equal(c.steps, 3);
+  });
+
+  it('stopped before it starts: resolves with reason stopped and no checkpoint', async () => {
+    const f = await trainFixture(4);
+    const log = eventLog();
+    const r = await runTraining(fixtureConfig(f, 'out', { steps: 3 }), { signal: AbortSignal.abort(), onEvent: log.onEvent });
+    assert.equal(r.reason, 'stopped');
+    assert.equal(r.steps, 0);
+    assert.equal(log.of('done')[0]!.reason, 'stopped');
+    assert.equal(log.of('step').length, 0);
   });
 });
