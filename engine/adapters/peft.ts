@@ -261,7 +261,8 @@ function parseConfig(file: string, j: Json): ParsedConfig {
   let layersPattern: string[] | null = null;
   const lp = j.layers_pattern ?? null;
   if (lp !== null) {
-    layersPattern = typeof lp === 'string' ? [lp] : stringList('layers_pattern', lp);
+    // PEFT treats an empty pattern ('' or []) as "any layer pattern"
+    layersPattern = (typeof lp === 'string' ? [lp] : stringList('layers_pattern', lp)).filter((p) => p.length > 0);
     if (typeof rawTargets === 'string') throw bad('layers_pattern', 'is set while target_modules is a string; PEFT refuses that combination too.');
     if (layersPattern.length > 0 && ltt === null) throw bad('layers_pattern', 'is set without layers_to_transform; PEFT refuses that too. Add layers_to_transform or remove layers_pattern.');
   }

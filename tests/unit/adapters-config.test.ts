@@ -111,6 +111,7 @@ describe('adapter_config.json forms select the modules PEFT selects', () => {
     { what: 'layers_to_transform as an integer', config: { target_modules: ['o_proj'], layers_to_transform: 1 }, sites: [[1, 'o_proj']] },
     { what: 'layers_to_transform with layers_pattern', config: { target_modules: ['up_proj'], layers_to_transform: [0], layers_pattern: 'layers' }, sites: [[0, 'up_proj']] },
     { what: 'layers_pattern as a list', config: { target_modules: ['up_proj'], layers_to_transform: [1], layers_pattern: ['blocks', 'layers'] }, sites: [[1, 'up_proj']] },
+    { what: 'an empty layers_pattern (any layer pattern)', config: { target_modules: ['up_proj'], layers_to_transform: [1], layers_pattern: '' }, sites: [[1, 'up_proj']] },
     { what: 'a full name, which bypasses layers_to_transform', config: { target_modules: ['q_proj', 'model.layers.0.mlp.up_proj'], layers_to_transform: [1] }, sites: [[1, 'q_proj'], [0, 'up_proj']] },
     { what: 'exclude_modules as a list', config: { target_modules: 'all-linear', exclude_modules: ['v_proj', 'mlp.gate_proj'] }, sites: every(['q_proj', 'k_proj', 'o_proj', 'up_proj', 'down_proj']) },
     { what: 'exclude_modules as a regular expression', config: { target_modules: ['q_proj'], exclude_modules: 'model\\.layers\\.1\\..*' }, sites: [[0, 'q_proj']] },
