@@ -97,10 +97,11 @@ export async function planData(config: TrainConfig, signal?: AbortSignal): Promi
         config.data,
       );
     const picked = shuffleInPlace(usable.slice(), hashInts(config.seed, STREAM.SPLIT)).subarray(0, held);
-    const isHeld = new Set(picked);
+    const isHeld = new Uint8Array(lengths.length); // 1 byte an example
+    for (const i of picked) isHeld[i] = 1;
     evalData = train;
     evalIndices = picked.slice().sort();
-    trainIndices = usable.filter((i) => !isHeld.has(i));
+    trainIndices = usable.filter((i) => isHeld[i] === 0);
   }
   return { train, trainIndices, lengths, evalData, evalIndices, stats };
 }

@@ -233,4 +233,11 @@ describe('a training run', () => {
     assert.equal(log.of('done')[0]!.reason, 'stopped');
     assert.equal(log.of('step').length, 0);
   });
+  it('starts from an existing PEFT adapter with initAdapter', async () => {
+    const f = await trainFixture();
+    const first = await runTraining(fixtureConfig(f, 'first', { steps: 20 }));
+    const next = await runTraining(fixtureConfig(f, 'next', { steps: 2, initAdapter: first.adapterPath }));
+    assert.ok(next.losses[0]! < 0.6 * first.losses[0]!, `a trained start: ${next.losses[0]} vs ${first.losses[0]} from scratch`);
+    await assert.rejects(runTraining(fixtureConfig(f, 'none', { steps: 2, initAdapter: path.join(f.dir, 'missing') })), (e: unknown) => e instanceof UserError && /adapter_config\.json is missing/.test(e.message));
+  });
 });
