@@ -100,6 +100,34 @@ describe('savePeftAdapter', () => {
     }
   });
 
+  it('training a loaded layer subset keeps the missing sites at zero, so it saves to the same form', async () => {
+    const modelDir = await tinyModelDir();
+    const m = await EngineModel.load(modelDir, { method: 'lora' });
+    try {
+      m.addAdapter('x', { rank: 2, alpha: 4, targets: ['v_proj', 'down_proj'] });
+      fill(m, 'x', 4, [[0, 'down_proj']]);
+      const dir = path.join(await tempDir(), 'subset');
+      await savePeftAdapter(m, 'x', dir);
+      m.removeAdapter('x');
+      await loadPeftAdapter(m, dir, 'y');
+      const random = rng(2);
+      const ids = Int32Array.from({ length: 16 }, () => Math.floor(random() * 96));
+      for (let step = 0; step < 3; ++step) {
+        await m.trainStep({ inputIds: ids, labels: ids, batch: 2, seq: 8 });
+        await m.optimizerStep({ lr: 1e-2, weightDecay: 0.1 });
+      }
+      assert.ok(m.readAdapterTensor('y', 0, 'down_proj', 'A').every((x) => x === 0));
+      assert.ok(m.readAdapterTensor('y', 0, 'down_proj', 'B').every((x) => x === 0));
+      assert.ok(m.readAdapterTensor('y', 1, 'down_proj', 'B').some((x) => x !== 0));
+      const again = path.join(await tempDir(), 'trained');
+      await savePeftAdapter(m, 'y', again);
+      const json = JSON.parse(await readFile(path.join(again, PEFT_CONFIG_FILE), 'utf8')) as Record<string, unknown>;
+      assert.equal(json.target_modules, 'model\\.layers\\.(?:0\\.(?:self_attn\\.(?:v_proj))|1\\.(?:self_attn\\.(?:v_proj)|mlp\\.(?:down_proj)))');
+    } finally {
+      m.dispose();
+    }
+  });
+
   it('peftTargetsFor picks the simplest form, and each form selects exactly its sites', async () => {
     const sites = [
       { layer: 0, proj: 'q_proj' as const }, { layer: 1, proj: 'v_proj' as const }, { layer: 1, proj: 'down_proj' as const },
