@@ -158,11 +158,6 @@ export class MicroBatchStream {
     this.order = epochOrder(plan, config, epoch);
   }
 
-  /** Length of the current epoch's order. */
-  get epochLength(): number {
-    return this.order.length;
-  }
-
   async next(): Promise<MicroBatch | null> {
     if (this.position >= this.order.length) this.nextEpoch();
     if (this.maxEpochs !== null && this.epoch >= this.maxEpochs) return null;

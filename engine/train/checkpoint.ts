@@ -82,10 +82,10 @@ async function fileDigest(file: string): Promise<{ bytes: number; sha256: string
   return { bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') };
 }
 
-/** Removes leftover temporary folders of interrupted writes (".tmp-…", ".del-…") in `dir`. */
-export async function removeLeftovers(dir: string): Promise<string[]> {
+/** Removes leftover folders of interrupted writes of `what` (".tmp-<what>-…", ".del-<what>-…") in `dir`. */
+export async function removeLeftovers(dir: string, what: 'step' | 'adapter'): Promise<string[]> {
   const names = await readdir(dir).catch(() => [] as string[]);
-  const left = names.filter((n) => n.startsWith('.tmp-') || n.startsWith('.del-'));
+  const left = names.filter((n) => n.startsWith(`.tmp-${what}-`) || n.startsWith(`.del-${what}-`));
   for (const n of left) await rm(path.join(dir, n), { recursive: true, force: true });
   return left;
 }

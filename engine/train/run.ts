@@ -125,8 +125,8 @@ async function train(config: TrainConfig, opts: RunOptions, resume: Resume | nul
   const signal = opts.signal;
   const checkpointsDir = path.join(config.out, 'checkpoints');
   await mkdir(config.out, { recursive: true });
-  await removeLeftovers(checkpointsDir);
-  await removeLeftovers(config.out);
+  await removeLeftovers(checkpointsDir, 'step');
+  await removeLeftovers(config.out, 'adapter');
 
   const st = resume?.state;
   const stoppedBeforeStart = (): TrainResult => {
