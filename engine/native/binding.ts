@@ -21,12 +21,67 @@ export interface NativeCpuInfo {
   threads: number;
 }
 
+/** Shape fields of a model, as NativeModel and planMemory take them. */
+export interface NativeModelShape {
+  vocab: number;
+  hidden: number;
+  intermediate: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  qkvBias: boolean;
+  oBias: boolean;
+  mlpBias: boolean;
+  qkNorm: boolean;
+  tied: boolean;
+}
+
+/** One training step to plan (validated by engine/estimate/plan.ts). */
+export interface NativePlanSpec {
+  config: NativeModelShape;
+  format: 'bf16' | 'nf4' | 'f32';
+  /** targetMask: bit p set = projection p (q, k, v, o, gate, up, down) adapted. */
+  adapters: { rank: number; targetMask: number }[];
+  batch: number;
+  seq: number;
+  checkpointing: boolean;
+  /** Examples packed into rows (attention segments). */
+  packed: boolean;
+  /** Pool threads (per-thread scratch); default: the engine's thread count. */
+  threads?: number;
+}
+
+/** Bytes per category and their sum. */
+export type NativeMemoryUsage = Record<MemoryCategory, number> & { total: number };
+
+export type NativeStepPhase = 'forward' | 'backward' | 'optimizer';
+
+/** The memory plan of one training step (engine/native/src/model/memory_plan.h). */
+export interface NativeMemoryPlan {
+  threads: number;
+  isa: 'avx512' | 'avx2' | 'scalar';
+  /** Held across steps: base weights, adapters, gradients, optimizer state. */
+  resident: NativeMemoryUsage;
+  /** Per phase: each category's peak, and total = the peak of the sum. */
+  phases: Record<NativeStepPhase, NativeMemoryUsage>;
+  /** The whole step: each category's peak, and total = the peak of the sum. */
+  peak: NativeMemoryUsage;
+  /** Every category at the moment the total peaks (sums to peak.total). */
+  atPeak: NativeMemoryUsage;
+  peakPhase: NativeStepPhase;
+  /** Where the total peaks, e.g. "layer 3 attention backward". */
+  peakPoint: string;
+}
+
 // The raw addon surface. Arguments are validated by the TypeScript wrappers
-// (engine/api.ts); the addon trusts them.
+// (engine/api.ts, engine/estimate/plan.ts); the addon trusts them.
 export interface NativeAddon {
   cpuInfo(): NativeCpuInfo;
   memoryStats(): NativeMemoryStats;
   resetPeaks(): void;
+  setThreads(threads: number): void;
+  planMemory(spec: NativePlanSpec): NativeMemoryPlan;
   [name: string]: unknown;
 }
 
