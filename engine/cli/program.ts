@@ -6,8 +6,10 @@ import { Command } from 'commander';
 import type { CommandContext } from './context.ts';
 import { defineCompare } from './commands/compare.ts';
 import { defineDemo } from './commands/demo.ts';
+import { defineEstimate } from './commands/estimate.ts';
 import { defineEval } from './commands/eval.ts';
 import { defineExport } from './commands/export.ts';
+import { defineFit } from './commands/fit.ts';
 import { defineGenerate } from './commands/generate.ts';
 import { defineInspectData } from './commands/inspect-data.ts';
 import { defineMakeTinyModel } from './commands/make-tiny-model.ts';
@@ -60,6 +62,8 @@ export function buildProgram(ctx: CommandContext): Command {
   defineInspectData(program, ctx);
   defineExport(program, ctx);
   defineDemo(program, ctx);
+  defineEstimate(program, ctx);
+  defineFit(program, ctx);
 
   program.hook('preAction', () => {
     if (process.env[TEST_CRASH_ENV]) throw new Error(`crash requested by ${TEST_CRASH_ENV} (test hook)`);

@@ -138,10 +138,12 @@ function suggest(model: ModelShape, device: EstimateDevice, smallest: RunChoices
   if (presets[0]) out.push(`A smaller model fits: ${presets[0].name} (${formatBytes(presets[0].bytes)} with these settings).`);
   else out.push('No preset model fits this device with these settings.');
   if (device.kind === 'gpu') {
-    const card = GPU_CATALOGUE.filter((g) => !g.laptop && g.vramBytes > device.totalBytes)
-      .map((g) => ({ g, dev: { ...device, name: g.name, totalBytes: g.vramBytes, availableBytes: null, vendor: g.vendor, computeCapability: g.computeCapability, source: 'catalogue' as const } }))
+    // The smallest memory that fits; among cards with it, the newest (listed last).
+    const card = GPU_CATALOGUE.map((g, order) => ({ g, order }))
+      .filter(({ g }) => !g.laptop && g.vramBytes > device.totalBytes)
+      .map(({ g, order }) => ({ g, order, dev: { ...device, name: g.name, totalBytes: g.vramBytes, availableBytes: null, vendor: g.vendor, computeCapability: g.computeCapability, source: 'catalogue' as const } }))
       .filter(({ dev }) => estimateMemory(model, smallest, dev).totalBytes <= budgetOf(dev, safetyMargin))
-      .sort((a, b) => a.g.vramBytes - b.g.vramBytes)[0];
+      .sort((a, b) => a.g.vramBytes - b.g.vramBytes || b.order - a.order)[0];
     out.push(card ? `A bigger card fits: ${card.g.vramBytes / 1024 ** 3} GB or more, e.g. ${card.g.name}.` : 'No card in the catalogue is big enough for this model.');
   } else {
     out.push(`More memory: this needs ${formatBytes(Math.ceil(need / (1 - safetyMargin)))} of free RAM with the margin.`);

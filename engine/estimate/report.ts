@@ -14,8 +14,14 @@
 //   capacity_bytes, usable_bytes, fits, margin_bytes (usable − total)
 //   peak_phase ('forward' | 'backward' | 'optimizer'), peak_point
 //   phase_peaks: { forward_bytes, backward_bytes, optimizer_bytes }
+//
+// fit (fitToJson): { model, device, found, safety_margin, budget_bytes,
+//   settings: { method, rank, targets, seq_len, batch, gradient_checkpointing } | null,
+//   estimate: <the estimate object above> | null, changes: [text], suggestions: [text] }
 import { MEMORY_CATEGORIES } from '../native/binding.ts';
+import type { EstimateDevice } from './device.ts';
 import type { MemoryEstimate } from './estimate.ts';
+import type { FitResult } from './fit.ts';
 
 export function formatBytes(bytes: number): string {
   const abs = Math.abs(bytes);
@@ -99,4 +105,47 @@ export function renderEstimate(e: MemoryEstimate): string {
     ? `Fits: ${formatBytes(e.marginBytes)} to spare (${usable}).`
     : `Does not fit: ${formatBytes(-e.marginBytes)} short (${usable}). Try QLoRA, gradient checkpointing, a shorter --seq-len or a smaller --batch; \`lora-studio fit\` finds settings that fit.`;
   return [...head, table(rows), '', verdict].join('\n');
+}
+
+export function fitToJson(r: FitResult, model: string, device: EstimateDevice): Record<string, unknown> {
+  const c = r.choices;
+  return {
+    model,
+    device: { kind: device.kind, name: device.name, source: device.source, total_bytes: device.totalBytes, available_bytes: device.availableBytes },
+    found: r.found,
+    safety_margin: r.safetyMargin,
+    budget_bytes: r.budgetBytes,
+    settings: c
+      ? { method: c.method, rank: c.rank, targets: [...c.targets], seq_len: c.seqLen, batch: c.batch, gradient_checkpointing: c.checkpointing }
+      : null,
+    estimate: r.estimate ? estimateToJson(r.estimate) : null,
+    changes: r.changes,
+    suggestions: r.suggestions,
+  };
+}
+
+/** The settings found (as train flags), why checkpointing or QLoRA is on, or what would fit. */
+export function renderFit(r: FitResult, model: string, device: EstimateDevice): string {
+  const margin = `${Math.round(r.safetyMargin * 100)}%`;
+  const head = `Fit for ${model} on ${device.name}${device.source === 'catalogue' ? ' (catalogue)' : ''}: budget ${formatBytes(r.budgetBytes)} (${margin} of the usable memory kept free).`;
+  if (!r.found || !r.choices || !r.estimate) return [head, '', 'Nothing fits.', ...r.suggestions.map((s) => `  - ${s}`)].join('\n');
+  const c = r.choices;
+  const flags = [
+    `--method ${c.method}`,
+    `--seq-len ${c.seqLen}`,
+    `--batch ${c.batch}`,
+    `--rank ${c.rank}`,
+    `--targets ${c.targets.length === 7 ? 'all' : c.targets.join(',')}`,
+    ...(c.checkpointing ? [] : ['--no-gradient-checkpointing']),
+  ].join(' ');
+  const e = r.estimate;
+  return [
+    head,
+    '',
+    `Best settings: ${c.method === 'qlora' ? 'QLoRA (4-bit NF4 base)' : 'LoRA (bf16 base)'}, seq-len ${c.seqLen}, batch ${c.batch}, rank ${c.rank}, gradient checkpointing ${c.checkpointing ? 'on' : 'off'}`,
+    `  predicted peak ${formatBytes(e.totalBytes)} (peak in ${e.peakPhase}: ${e.peakPoint})`,
+    ...r.changes.map((s) => `  - ${s}`),
+    '',
+    `  lora-studio train ${flags} --model ... --data ... --out ...`,
+  ].join('\n');
 }
