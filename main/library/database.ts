@@ -21,6 +21,7 @@ const DAMAGE_CODES = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CORRUPT
 export interface OpenDatabaseOptions {
   backupDir: string; // where copies are made before a migration
   adaptersDir: string; // named in the damaged-file message: adapter folders are safe
+  // For tools and tests: another migration list, or stop at an earlier version.
   migrations?: readonly Migration[];
   migrateTo?: number;
 }
@@ -31,7 +32,8 @@ export interface OpenedDatabase {
   backup: string | null; // copy made before migrating, if any
 }
 
-function damaged(file: string, report: string, opts: OpenDatabaseOptions): LibraryDamagedError {
+function damaged(file: string, rawReport: string, opts: OpenDatabaseOptions): LibraryDamagedError {
+  const report = rawReport.replace(/\s*\n\s*/g, ' ').trim();
   return new LibraryDamagedError(
     `The library database ${file} is damaged (SQLite's integrity check: ${report}). LoRA Studio has not changed the file ` +
       `and will not open it, so nothing more is lost. To go on: quit LoRA Studio and copy the file somewhere safe; then ` +
@@ -60,13 +62,15 @@ export function openDatabase(file: string, opts: OpenDatabaseOptions): OpenedDat
     if (existed) {
       let rows: Array<{ quick_check: string }>;
       try {
-        rows = db.pragma('quick_check(20)') as Array<{ quick_check: string }>;
+        // One error is enough to refuse; asked for more, SQLite may go on into
+        // the damage and throw instead of naming the page.
+        rows = db.pragma('quick_check(1)') as Array<{ quick_check: string }>;
       } catch (err) {
         if (isDamage(err)) throw damaged(file, (err as Error).message, opts);
         throw err;
       }
       const problems = rows.map((r) => r.quick_check).filter((m) => m !== 'ok');
-      if (problems.length > 0) throw damaged(file, problems.slice(0, 3).join('; '), opts);
+      if (problems.length > 0) throw damaged(file, problems.join('; '), opts);
     }
     const migrations = opts.migrations ?? MIGRATIONS;
     const target = opts.migrateTo ?? migrations.length;

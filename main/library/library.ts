@@ -21,7 +21,6 @@ import { Catalog } from './catalog.ts';
 import { ComparisonLog } from './comparisons.ts';
 import { openDatabase } from './database.ts';
 import { LibraryError } from './errors.ts';
-import type { Migration } from './migrations.ts';
 import { RunLog, type MeasuredPeak } from './runs.ts';
 import { AdapterNameSchema, checkInput, MethodSchema, NotesSchema } from './schemas.ts';
 import {
@@ -31,8 +30,6 @@ import {
 
 export interface OpenLibraryOptions {
   databaseName?: string; // default 'library.sqlite'
-  migrations?: readonly Migration[]; // default: all of migrations.ts
-  migrateTo?: number; // stop at this schema version (to build older databases)
 }
 
 /** What openLibrary found and repaired in the store. */
@@ -65,9 +62,7 @@ export interface AdapterProblem {
 export function openLibrary(appDataDir: string, opts: OpenLibraryOptions = {}): Library {
   const paths = storePaths(appDataDir, opts.databaseName);
   mkdirSync(paths.root, { recursive: true });
-  const opened = openDatabase(paths.database, {
-    backupDir: paths.backups, adaptersDir: paths.adapters, migrations: opts.migrations, migrateTo: opts.migrateTo,
-  });
+  const opened = openDatabase(paths.database, { backupDir: paths.backups, adaptersDir: paths.adapters });
   return new Library(paths, opened.db, opened.migratedFrom, opened.backup);
 }
 
