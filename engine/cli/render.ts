@@ -49,7 +49,8 @@ function formatRate(tokensPerSecond: number): string {
 }
 
 function oneLine(text: string, max = 120): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
+  // Control characters would move the terminal cursor; they show as U+FFFD.
+  const flat = text.replace(/\s+/g, ' ').trim().replace(/[\u0000-\u001f\u007f-\u009f]/g, '\uFFFD');
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 

@@ -48,7 +48,7 @@ export function defineExport(program: Command, ctx: CommandContext): void {
       const modelDir = requireFlag(flags.model, '--model', 'with --to merged (the base model the adapter was trained on)');
       const { exportMerged } = await import('../../adapters/merge.ts');
       const bar = new CountBar(ctx.stderr, 'merging');
-      let result: { outDir: string; tensors: number; bytes: number };
+      let result: Awaited<ReturnType<typeof exportMerged>>;
       try {
         result = await exportMerged({
           modelDir,
@@ -64,7 +64,7 @@ export function defineExport(program: Command, ctx: CommandContext): void {
         ctx.exitCode = EXIT_INTERRUPTED;
         return;
       }
-      ctx.stdout.write(`Wrote the merged model ${result.outDir}: ${result.tensors} tensors, ${formatBytes(result.bytes)}.\n`);
+      ctx.stdout.write(`Wrote the merged model ${result.outDir}: ${result.tensors} tensors (${result.merged} with the adapter folded in), ${formatBytes(result.bytes)}.\n`);
     });
 }
 

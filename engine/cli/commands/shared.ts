@@ -56,9 +56,11 @@ export async function loadModel(
   }
 }
 
-/** An engine adapter name from a folder name (1-64 of [A-Za-z0-9_.-]). */
+/** An engine adapter name from a folder name (1-64 of [A-Za-z0-9_.-]); a run's "<run>/adapter" is named after the run. */
 export function adapterNameOf(dir: string): string {
-  const name = path.basename(path.resolve(dir)).replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
+  const full = path.resolve(dir);
+  const base = path.basename(full) === 'adapter' ? path.basename(path.dirname(full)) : path.basename(full);
+  const name = base.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
   return name === '' || name === '.' || name === '..' ? 'adapter' : name;
 }
 
