@@ -87,8 +87,3 @@ export function requireFlag<T>(value: T | undefined, flag: string, why = ''): T 
     throw new UserError(`${flag} is required${why ? ` ${why}` : ''}. Run with --help for the list of flags.`);
   return value;
 }
-
-/** Two flags that cannot be used together. */
-export function refuseTogether(a: { flag: string; given: boolean }, b: { flag: string; given: boolean }): void {
-  if (a.given && b.given) throw new UserError(`${a.flag} and ${b.flag} cannot be used together; give one of them.`);
-}

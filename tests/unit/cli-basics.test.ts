@@ -111,6 +111,17 @@ describe('lora-studio make-tiny-model', () => {
   });
 });
 
+describe('lora-studio demo', () => {
+  it('reaches the demo, which refuses a work folder that is not empty', async () => {
+    const dir = await tempDir();
+    await writeFile(path.join(dir, 'keep.txt'), 'mine');
+    const r = await runCli(['demo', '--work-dir', dir]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /--work-dir/);
+    assert.deepEqual(await readdir(dir), ['keep.txt']);
+  });
+});
+
 describe('lora-studio errors', () => {
   it('an unknown flag is a usage error naming the flag (exit 1, no stack)', async () => {
     const r = await runCli(['generate', '--model', 'x', '--prompt', 'hi', '--temprature', '0.5']);
