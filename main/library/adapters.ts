@@ -183,7 +183,7 @@ export class AdapterShelf {
     this.setState = db.prepare('UPDATE adapters SET state = ?, trashed_at = ? WHERE id = ?');
     this.deleteRow = db.prepare('DELETE FROM adapters WHERE id = ?');
     this.tagCounts = db.prepare(`
-      SELECT t.tag AS tag, count(*) AS count FROM adapter_tags t JOIN adapters a ON a.id = t.adapter_id
+      SELECT min(t.tag COLLATE BINARY) AS tag, count(*) AS count FROM adapter_tags t JOIN adapters a ON a.id = t.adapter_id
       WHERE a.state = 'ready' GROUP BY t.tag COLLATE NOCASE ORDER BY t.tag COLLATE NOCASE`);
   }
 
@@ -289,7 +289,7 @@ export class AdapterShelf {
     return this.get(id);
   }
 
-  /** Tags of ready adapters with how many carry each, for a filter list. */
+  /** Tags of ready adapters with how many carry each, for a filter list; spellings that differ in case count as one. */
   tagSummary(): Array<{ tag: string; count: number }> {
     return this.tagCounts.all() as Array<{ tag: string; count: number }>;
   }
