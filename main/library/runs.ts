@@ -187,7 +187,7 @@ export class RunLog {
     const where = { file: this.file, table: 'runs', id: row.id };
     return {
       id: row.id, name: row.name, baseModelId: row.base_model_id, datasetId: row.dataset_id,
-      config: fromJsonColumn(RunConfigSchema, row.config_json, { ...where, column: 'config_json' }),
+      config: fromJsonColumn(RunConfigSchema, row.config_json, { ...where, column: 'config_json' }) as RunConfig,
       machine: row.machine, status: row.status, failureReason: row.failure_reason, outDir: row.out_dir,
       lastCheckpoint: row.last_checkpoint, step: row.step, totalSteps: row.total_steps, trainLoss: row.train_loss,
       evalLoss: row.eval_loss,
@@ -204,7 +204,8 @@ export class RunLog {
       throw new LibraryError(`There is no dataset ${c.datasetId} in the library; add the data file before creating the run.`, this.file);
     const info = this.insert.run({
       name: c.name, baseModelId: c.baseModelId ?? null, datasetId: c.datasetId ?? null,
-      configJson: JSON.stringify(c.config), machine: c.machine, outDir: c.config.out, totalSteps: c.totalSteps ?? null, now: Date.now(),
+      configJson: JSON.stringify(c.config), // every field as given, the checked ones included
+      machine: c.machine, outDir: c.config.out, totalSteps: c.totalSteps ?? null, now: Date.now(),
     });
     return this.get(Number(info.lastInsertRowid));
   }

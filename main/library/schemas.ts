@@ -1,9 +1,11 @@
 // Shapes of what goes into and comes out of the shelf, as zod schemas: the
 // JSON columns (checked on every write and every read, so a damaged value is
 // reported, never passed on) and the caller's inputs.
+import { inspect } from 'node:util';
 import { z } from 'zod';
 import { PROJECTIONS } from '../../engine/api.ts';
 import { MEMORY_CATEGORIES, type MemoryCategory } from '../../engine/native/binding.ts';
+import type { TrainConfig } from '../../engine/train/types.ts';
 import { LibraryError } from './errors.ts';
 
 const count = z.number().int().nonnegative();
@@ -47,7 +49,8 @@ export const RunConfigSchema = z.looseObject({
   batchSize: z.number().int().positive().optional(),
   gradientCheckpointing: z.boolean().optional(),
 });
-export type RunConfig = z.infer<typeof RunConfigSchema>;
+/** TrainConfig fits; a stored configuration read back has at least the checked fields. */
+export type RunConfig = Pick<TrainConfig, 'model' | 'data' | 'out' | 'method' | 'rank' | 'alpha' | 'targets'> & Partial<TrainConfig>;
 
 // Memory the engine measured over a run (the engine's MemoryReport): the
 // peak of each allocation category and of their total, and the process's
@@ -88,7 +91,7 @@ function firstIssue(error: z.ZodError): string {
 /** Checks a caller's input; the error names `what` (e.g. "the adapter name") and the field. */
 export function checkInput<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
   const r = schema.safeParse(value);
-  if (!r.success) throw new LibraryError(`${what} is not valid: ${firstIssue(r.error)} (got ${JSON.stringify(value)?.slice(0, 200)}).`);
+  if (!r.success) throw new LibraryError(`${what} is not valid: ${firstIssue(r.error)} (got ${inspect(value, { depth: 4, breakLength: Infinity }).slice(0, 200)}).`);
   return r.data;
 }
 
