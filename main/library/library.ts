@@ -164,6 +164,7 @@ export class Library {
     const id = newAdapterId();
     const temp = importTempFolder(this.paths, id);
     const final = path.join(this.paths.adapters, id);
+    let placed = false; // the folder reached adapters/<id>
     try {
       const sizeBytes = await copyAdapterFiles(src, temp, opts);
       await readPeftConfig(temp, baseConfig); // the copy is whole and still the same adapter
@@ -174,10 +175,11 @@ export class Library {
           evalLoss: meta.evalLoss ?? null, tags, notes, source, sourcePath: src, createdAt: Date.now(),
         });
         moveFolder(temp, final); // last: if it throws, the insert is rolled back
+        placed = true;
       })();
     } catch (err) {
       // A rename that happened before a failed commit is undone, so no folder outlives its row.
-      if (existsSync(final) && !this.adapters.find(id)) rmSync(final, { recursive: true, force: true });
+      if (placed && !this.adapters.find(id)) rmSync(final, { recursive: true, force: true });
       rmSync(temp, { recursive: true, force: true });
       throw err;
     }
