@@ -12,7 +12,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { LibraryDamagedError } from './errors.ts';
+import { LibraryDamagedError, LibraryError } from './errors.ts';
 import { MIGRATIONS, migrate, migrationError, schemaVersion, type Migration } from './migrations.ts';
 
 export const BUSY_TIMEOUT_MS = 5000;
@@ -56,7 +56,7 @@ export function openDatabase(file: string, opts: OpenDatabaseOptions): OpenedDat
     db = new Database(file, { timeout: BUSY_TIMEOUT_MS });
   } catch (err) {
     if (isDamage(err)) throw damaged(file, (err as Error).message, opts);
-    throw err;
+    throw new LibraryError(`Cannot open the library database ${file}: ${(err as Error).message}. Check that its folder exists and that you may write to it.`, file);
   }
   try {
     if (existed) {

@@ -233,6 +233,16 @@ describe('library database refusals', () => {
     assert.equal(existsSync(storePaths(appData).backups), false);
   });
 
+  it('explains a database file that cannot be opened', () => {
+    const appData = tempDir();
+    const file = storePaths(appData).database;
+    mkdirSync(file); // a folder where the file should be
+    assert.throws(
+      () => openLibrary(appData),
+      (e: Error) => e instanceof LibraryError && e.message.startsWith(`Cannot open the library database ${file}:`) && /may write to it/.test(e.message),
+    );
+  });
+
   // Many runs, so the file has tables spread over many pages.
   function filledLibrary(): { appData: string; file: string } {
     const appData = tempDir();
