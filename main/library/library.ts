@@ -13,6 +13,7 @@
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
+import { z } from 'zod';
 import { readPeftConfig } from '../../engine/adapters/peft.ts';
 import type { ModelConfig } from '../../engine/model/config.ts';
 import { planModelLoad } from '../../engine/model/folder.ts';
@@ -63,7 +64,12 @@ export function openLibrary(appDataDir: string, opts: OpenLibraryOptions = {}): 
   const paths = storePaths(appDataDir, opts.databaseName);
   mkdirSync(paths.root, { recursive: true });
   const opened = openDatabase(paths.database, { backupDir: paths.backups, adaptersDir: paths.adapters });
-  return new Library(paths, opened.db, opened.migratedFrom, opened.backup);
+  try {
+    return new Library(paths, opened.db, opened.migratedFrom, opened.backup);
+  } catch (err) {
+    opened.db.close();
+    throw err;
+  }
 }
 
 export class Library {
@@ -149,6 +155,7 @@ export class Library {
     const notes = checkInput(NotesSchema, meta.notes ?? '', 'The notes');
     const method = checkInput(MethodSchema, meta.method ?? 'lora', 'The training method');
     const tags = normalizeTags(meta.tags ?? []);
+    const evalLoss = checkInput(z.number().nullable(), meta.evalLoss ?? null, 'The eval loss');
     if (meta.datasetId != null) this.catalog.getDataset(meta.datasetId);
     if (meta.runId != null) this.runs.get(meta.runId);
     let baseFingerprint = meta.baseFingerprint ?? null;
@@ -172,7 +179,7 @@ export class Library {
         this.adapters.add({
           id, name, folder: id, sizeBytes, rank: config.rank, alpha: config.alpha, rslora: config.rslora, targets: config.targets,
           method, baseFingerprint, baseModelName: config.baseModel, datasetId: meta.datasetId ?? null, runId: meta.runId ?? null,
-          evalLoss: meta.evalLoss ?? null, tags, notes, source, sourcePath: src, createdAt: Date.now(),
+          evalLoss, tags, notes, source, sourcePath: src, createdAt: Date.now(),
         });
         moveFolder(temp, final); // last: if it throws, the insert is rolled back
         placed = true;
