@@ -86,7 +86,7 @@ describe('the demo', () => {
     const workDir = path.join(await tempDir(), 'demo-text');
     let out = '';
     const result = await runDemoWith({ workDir, write: (t) => (out += t) }, quick(20));
-    assert.match(out, /^LoRA Studio demo: teaching a tiny model one skill, naming the capital/);
+    assert.match(out, /^LoRA Studio demo: teaching a tiny model to name the capitals of 16 countries, answering e\.g\. "Paris is the capital of France\."\n/);
     assert.match(out, /step +1\/20 +loss \d+\.\d{3}/);
     assert.match(out, /step 20\/20 +loss \d+\.\d{3}/);
     assert.equal(out.match(/^ +step /gm)!.length, 11, 'every 2nd step, and the first');
