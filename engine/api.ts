@@ -175,7 +175,8 @@ function nativeTensorList(plan: LoadPlan): NativeTensor[] {
   return list;
 }
 
-function nativeConfig(c: ModelConfig) {
+/** The native model's shape and constants for a config (also what the memory plan takes). */
+export function nativeConfig(c: ModelConfig) {
   return {
     vocab: c.vocabSize,
     hidden: c.hiddenSize,

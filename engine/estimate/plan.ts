@@ -2,7 +2,7 @@
 // alone (no weights loaded): the native core computes it from the same layout
 // functions the model allocates by (engine/native/src/model/memory_plan.h),
 // so the estimate is the engine's arithmetic, not a parallel guess.
-import { PROJECTIONS, type Projection } from '../api.ts';
+import { nativeConfig, PROJECTIONS, type Projection } from '../api.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { UserError } from '../model/errors.ts';
 import { loadNative, type NativeMemoryPlan, type NativeModelShape } from '../native/binding.ts';
@@ -40,24 +40,6 @@ function checkInt(field: string, v: unknown, min: number, max: number): number {
   return v;
 }
 
-/** The native shape of a model config. */
-export function nativeShape(c: ModelConfig): NativeModelShape {
-  return {
-    vocab: c.vocabSize,
-    hidden: c.hiddenSize,
-    intermediate: c.intermediateSize,
-    layers: c.numLayers,
-    heads: c.numHeads,
-    kvHeads: c.numKvHeads,
-    headDim: c.headDim,
-    qkvBias: c.attentionBias,
-    oBias: c.oProjBias,
-    mlpBias: c.mlpBias,
-    qkNorm: c.qkNorm,
-    tied: c.tieWordEmbeddings,
-  };
-}
-
 /** Bit p set for each target projection p (q, k, v, o, gate, up, down). */
 export function targetMask(targets: readonly Projection[]): number {
   if (!Array.isArray(targets) || targets.length === 0)
@@ -87,7 +69,7 @@ export function planTrainingMemory(input: PlanInput): MemoryPlan {
       throw new EstimateInputError('method', 'QLoRA needs every projection to hold a multiple of 64 weights (NF4 blocks); this shape does not, use lora');
   }
   const spec = {
-    config: nativeShape(c),
+    config: nativeConfig(c),
     format: format as 'bf16' | 'nf4' | 'f32',
     adapters: [{ rank, targetMask: targetMask(input.targets) }],
     batch,

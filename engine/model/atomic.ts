@@ -32,7 +32,7 @@ export async function writeFileAtomic(file: string, chunks: readonly Uint8Array[
 // Makes the rename durable. Folders cannot be opened for fsync on Windows, and
 // some file systems refuse it; the file itself is already synced, so a failure
 // here only weakens durability across a power cut and is ignored.
-async function syncFolder(dir: string): Promise<void> {
+export async function syncFolder(dir: string): Promise<void> {
   if (process.platform === 'win32') return;
   try {
     const handle = await open(dir, 'r');

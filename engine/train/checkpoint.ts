@@ -23,7 +23,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promis
 import path from 'node:path';
 import type { EngineModel, Projection } from '../api.ts';
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, savePeftAdapter } from '../adapters/peft.ts';
-import { writeFileAtomic } from '../model/atomic.ts';
+import { syncFolder, writeFileAtomic } from '../model/atomic.ts';
 import { UserError } from '../model/errors.ts';
 import { readSafetensorsHeader, writeSafetensors } from '../model/safetensors.ts';
 import type { TrainConfig } from './types.ts';
@@ -64,18 +64,6 @@ export function checkpointName(step: number): string {
 
 const CHECKPOINT_DIR = /^step-(\d{6,})$/;
 
-async function fsyncFolder(dir: string): Promise<void> {
-  if (process.platform === 'win32') return;
-  const h = await open(dir, 'r').catch(() => null);
-  if (!h) return;
-  try {
-    await h.sync();
-  } catch {
-    // some file systems refuse; the files themselves are synced
-  } finally {
-    await h.close();
-  }
-}
 
 async function fileDigest(file: string): Promise<{ bytes: number; sha256: string }> {
   const data = await readFile(file);
@@ -138,10 +126,10 @@ export async function writeCheckpoint(
     for (const f of [PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, OPTIMIZER_FILE]) files[f] = await fileDigest(path.join(temp, f));
     const full: TrainerState = { format: STATE_FORMAT, version: 1, ...state, files };
     await writeFileAtomic(path.join(temp, STATE_FILE), [Buffer.from(JSON.stringify(full, null, 1) + '\n')]);
-    await fsyncFolder(temp);
+    await syncFolder(temp);
     if (await stat(final).catch(() => null)) await removeFolder(final);
     await rename(temp, final);
-    await fsyncFolder(checkpointsDir);
+    await syncFolder(checkpointsDir);
   } catch (e) {
     await rm(temp, { recursive: true, force: true });
     throw e;
@@ -265,10 +253,10 @@ export async function writeFinalAdapter(model: EngineModel, out: string, baseMod
   await mkdir(temp, { recursive: true });
   try {
     await savePeftAdapter(model, ADAPTER_NAME, temp, { baseModel });
-    await fsyncFolder(temp);
+    await syncFolder(temp);
     if (await stat(final).catch(() => null)) await removeFolder(final);
     await rename(temp, final);
-    await fsyncFolder(out);
+    await syncFolder(out);
   } catch (e) {
     await rm(temp, { recursive: true, force: true });
     throw e;

@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { syncFolder } from '../../engine/model/atomic.ts';
 import { LibraryError } from './errors.ts';
 
 export interface StorePaths {
@@ -117,20 +118,7 @@ export async function copyAdapterFiles(src: string, dest: string, opts: CopyOpti
   return copiedBytes;
 }
 
-/** fsync of a folder, so renames and new entries in it survive a power cut; a no-op where folders cannot be synced. */
-export async function syncFolder(dir: string): Promise<void> {
-  if (process.platform === 'win32') return;
-  try {
-    const handle = await open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // only durability across a power cut is weakened; the data is written
-  }
-}
+export { syncFolder };
 
 export function folderBytes(dir: string): number {
   let total = 0;

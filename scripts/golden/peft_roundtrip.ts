@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { EngineModel, type Projection } from '../../engine/api.ts';
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, savePeftAdapter } from '../../engine/adapters/peft.ts';
 import { createTinyModel, type TinyModelOptions } from '../../engine/model/tiny.ts';
+import { mulberry32 } from '../../engine/train/rng.ts';
 
 export interface RoundtripCase {
   name: string;
@@ -58,16 +59,6 @@ export const ROUNDTRIP_CASES: RoundtripCase[] = [
 export const ROUNDTRIP_BATCH = 2;
 export const ROUNDTRIP_SEQ = 9;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function roundtripInputIds(c: RoundtripCase): number[] {
   const random = mulberry32(c.seed + 7);

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
 import { createTinyModel, type TinyModelOptions } from '../../../engine/model/tiny.ts';
+import { mulberry32 } from '../../../engine/train/rng.ts';
 
 const dirs: string[] = [];
 after(async () => {
@@ -24,16 +25,7 @@ export async function tinyModelDir(opts: Partial<TinyModelOptions> = {}): Promis
 }
 
 /** A deterministic PRNG (mulberry32) for test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 /**
  * The synthetic task: each sequence is an arithmetic progression s, s+step,
