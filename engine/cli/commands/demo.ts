@@ -7,7 +7,7 @@ export function defineDemo(program: Command, ctx: CommandContext): void {
   program
     .command('demo')
     .summary('train a tiny model end to end and show base vs adapted outputs')
-    .description('Makes a tiny model, trains an adapter on the bundled demo data, and prints the comparison. Takes a minute or so on a laptop.')
+    .description('Makes a tiny model, trains an adapter on the bundled demo data, and prints the comparison. Takes well under a minute on a laptop.')
     .option('--work-dir <dir>', 'keep the model, run and comparison in this folder (default: a temporary folder)')
     .option('--json', 'print JSON instead of text (default: off)')
     .addHelpText('after', '\nExample:\n  lora-studio demo --work-dir ./demo\n')
