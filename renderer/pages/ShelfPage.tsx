@@ -1,0 +1,4 @@
+import { PageHeader } from '../components/ui.tsx';
+export function ShelfPage() {
+  return <PageHeader title="ShelfPage" />;
+}
