@@ -68,7 +68,7 @@ export const HardwareSchema = z.object({
 });
 
 /** A device the estimator can plan for (engine/estimate/device.ts EstimateDevice). */
-export const EstimateDeviceSchema = z.looseObject({
+export const EstimateDeviceSchema = z.object({
   kind: z.enum(['cpu', 'gpu']),
   name: z.string(),
   totalBytes: bytes,
@@ -80,7 +80,7 @@ export const EstimateDeviceSchema = z.looseObject({
 });
 
 /** What this machine can train: its devices, the one used by default, disk, and plain-words notes. */
-export const CapacitySchema = z.looseObject({
+export const CapacitySchema = z.object({
   devices: z.array(EstimateDeviceSchema),
   /** Index into devices of the one training runs on by default. */
   preferred: count,
@@ -98,7 +98,7 @@ export const AppDataSchema = z.object({
 
 // ---- models ------------------------------------------------------------------------------
 
-export const ModelEntrySchema = z.looseObject({
+export const ModelEntrySchema = z.object({
   /** Stable id for the UI (the absolute folder path). */
   id: nonEmpty,
   name: z.string(),
@@ -115,7 +115,7 @@ export const ModelEntrySchema = z.looseObject({
 });
 export type ModelEntry = z.infer<typeof ModelEntrySchema>;
 
-export const SuggestedModelSchema = z.looseObject({
+export const SuggestedModelSchema = z.object({
   repo: nonEmpty,
   name: z.string(),
   parameters: count,
@@ -161,7 +161,7 @@ export const InspectDataInputSchema = z.object({
 });
 
 /** engine/data/inspect.ts DataReport. */
-export const DataReportSchema = z.looseObject({
+export const DataReportSchema = z.object({
   file: z.string(),
   format: z.string(),
   container: z.string(),
@@ -201,12 +201,13 @@ export const EstimateInputSchema = EstimateTargetSchema.extend({ choices: RunCho
 export const FitInputSchema = EstimateTargetSchema.extend({ fixed: RunChoicesSchema.partial().optional() });
 
 /** engine/estimate/estimate.ts MemoryEstimate; the native plan is left out. */
-export const MemoryEstimateSchema = z.looseObject({
+export const MemoryEstimateSchema = z.object({
   model: z.object({ name: z.string(), source: z.enum(['preset', 'folder']), arch: z.string() }),
   choices: RunChoicesSchema,
   device: EstimateDeviceSchema,
   categories: z.record(z.string(), bytes),
   categoryPeaks: z.record(z.string(), bytes),
+  phases: z.record(z.string(), bytes),
   peakPhase: z.string(),
   engineBytes: bytes,
   overheads: z.array(z.object({ name: z.string(), bytes, source: z.string() })),
@@ -288,7 +289,7 @@ export const StartTrainingInputSchema = z.object({
 export const JobStatusSchema = z.enum(['queued', 'running', 'pausing', 'paused', 'stopping', 'completed', 'failed', 'cancelled']);
 export type JobStatus = z.infer<typeof JobStatusSchema>;
 
-export const JobSchema = z.looseObject({
+export const JobSchema = z.object({
   id: nonEmpty,
   kind: z.enum(['train', 'compare']),
   status: JobStatusSchema,
