@@ -1,9 +1,10 @@
 // The one object the preload puts on window: window.loraStudio. Types only
 // here, so the renderer can declare it too without importing anything that runs.
-import type { ApiError, ApiInput, ApiMethod, ApiOutput, EventChannel, EventPayload } from '../main/api/contract.ts';
+import type { DispatchResult } from '../main/api/dispatch.ts';
+import type { ApiInput, ApiMethod, ApiOutput, EventChannel, EventPayload } from '../main/api/contract.ts';
 
-/** What the main process answers on the 'api' channel: never a rejection, so the error's kind survives IPC. */
-export type ApiReply<T = unknown> = { ok: true; value: T } | { ok: false; error: ApiError };
+/** What the main process answers on the 'api' channel: never a rejection, so the error's kind and field survive IPC. */
+export type ApiReply = DispatchResult;
 
 export interface LoraStudioBridge {
   /** Resolves with the call's output; rejects with an ApiError-shaped object { kind, message, field? }. */

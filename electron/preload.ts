@@ -20,7 +20,7 @@ const bridge: LoraStudioBridge = {
   async call(method, input) {
     if (typeof method !== 'string') throw { kind: 'invalid', message: 'The api method must be a string.' };
     const reply = (await ipcRenderer.invoke(API_CHANNEL, method, input)) as ApiReply;
-    if (reply.ok) return reply.value as never;
+    if (reply.ok) return reply.output as never;
     throw reply.error;
   },
   on(channel, listener) {

@@ -69,7 +69,7 @@ type Bridge = {
 };
 
 test('the preload exposes exactly one object, loraStudio, with call, on and platform', () => {
-  const { exposed, required, subscribed } = loadPreload(() => ({ ok: true, value: null }));
+  const { exposed, required, subscribed } = loadPreload(() => ({ ok: true, output: null }));
   assert.equal(exposed.length, 1);
   const [key, value] = exposed[0]!;
   assert.equal(key, 'loraStudio');
@@ -80,7 +80,7 @@ test('the preload exposes exactly one object, loraStudio, with call, on and plat
 });
 
 test('call goes over the api channel only and resolves with the output', async () => {
-  const { exposed, invoked } = loadPreload((_c, method, input) => ({ ok: true, value: { method, input } }));
+  const { exposed, invoked } = loadPreload((_c, method, input) => ({ ok: true, output: { method, input } }));
   const bridge = exposed[0]![1] as Bridge;
   const out = await bridge.call('shelf.list', { query: 'x' });
   assert.deepEqual(out, { method: 'shelf.list', input: { query: 'x' } });
