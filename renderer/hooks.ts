@@ -1,7 +1,7 @@
 // Data loading for pages: one call, its state (loading / data / error), and a
 // reload. Also an event subscription that cleans itself up.
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { api } from './api/client.ts';
+import { api, type EventChannel, type EventPayload } from './api/client.ts';
 
 export interface Loaded<T> {
   data: T | null;
@@ -31,7 +31,7 @@ export function useLoad<T>(load: () => Promise<T>, deps: readonly unknown[]): Lo
 }
 
 /** Calls listener for every payload on channel while the component is mounted. */
-export function useEvents(channel: string | null, listener: (payload: unknown) => void) {
+export function useEvents<C extends EventChannel>(channel: C | null, listener: (payload: EventPayload<C>) => void) {
   const latest = useRef(listener);
   latest.current = listener;
   useEffect(() => {
