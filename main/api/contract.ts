@@ -307,6 +307,15 @@ export const JobSchema = z.object({
   error: z.object({ kind: z.enum(['user', 'internal', 'crash']), message: z.string() }).nullable(),
   /** Last checkpoint written: a failed or paused run resumes from here. */
   lastCheckpoint: z.string().nullable(),
+  /** After an out-of-memory failure: smaller settings for a new run (jobs.acceptOomOffer starts it). */
+  oomOffer: z
+    .object({
+      change: z.enum(['seqLen', 'batchSize', 'method', 'rank']),
+      config: z.looseObject({ model: z.string(), data: z.string() }),
+      explanation: z.string(),
+    })
+    .nullable()
+    .optional(),
 });
 export type Job = z.infer<typeof JobSchema>;
 
@@ -503,6 +512,7 @@ export const API = {
   'jobs.list': method(empty, z.array(JobSchema)),
   'jobs.get': method(JobIdInputSchema, JobDetailSchema),
   'jobs.startComparison': method(StartComparisonInputSchema, JobSchema),
+  'jobs.acceptOomOffer': method(JobIdInputSchema, JobSchema),
 
   // shelf
   'shelf.list': method(AdapterQuerySchema, z.array(AdapterSchema)),
@@ -563,7 +573,7 @@ export const CompareEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('token'), jobId: nonEmpty, side: nonEmpty, text: z.string() }),
   z.object({
     type: z.literal('done'), jobId: nonEmpty, side: nonEmpty,
-    finishReason: z.string(), generatedTokens: count, seconds: z.number(),
+    finishReason: z.string(), generatedTokens: count.optional(), seconds: z.number().optional(),
   }),
   z.object({ type: z.literal('error'), jobId: nonEmpty, kind: z.enum(['user', 'internal', 'crash']), message: z.string() }),
 ]);
