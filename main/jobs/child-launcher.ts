@@ -9,7 +9,7 @@
 // killer, and the reason says so.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { EngineExit, EngineLauncher, EngineProcess, FromEngine, ToEngine } from './engine-process.ts';
+import type { EngineExit, EngineProcess, FromEngine, ToEngine } from './engine-process.ts';
 
 export const ENGINE_ENTRY = fileURLToPath(new URL('./engine-entry.ts', import.meta.url));
 
@@ -53,12 +53,17 @@ export interface ChildLauncherOptions {
   onStderr?: (chunk: string) => void;
 }
 
-/** Launches engine processes as Node children (tsx loads the TypeScript). */
-export function nodeChildLauncher(opts: ChildLauncherOptions = {}): EngineLauncher {
-  return () => new ChildEngineProcess(opts);
+/** An engine process that is a Node child: its OS process id too. */
+export interface ChildEngineProcess extends EngineProcess {
+  readonly pid: number | undefined;
 }
 
-class ChildEngineProcess implements EngineProcess {
+/** Launches engine processes as Node children (tsx loads the TypeScript). */
+export function nodeChildLauncher(opts: ChildLauncherOptions = {}): () => ChildEngineProcess {
+  return () => new NodeChildEngine(opts);
+}
+
+class NodeChildEngine implements ChildEngineProcess {
   private readonly child: ChildProcess;
   private readonly messageListeners: Array<(m: FromEngine) => void> = [];
   private readonly exitListeners: Array<(e: EngineExit) => void> = [];
@@ -117,7 +122,6 @@ class ChildEngineProcess implements EngineProcess {
     this.child.kill('SIGKILL');
   }
 
-  /** The OS process id (tests use it to simulate a crash). */
   get pid(): number | undefined {
     return this.child.pid;
   }
