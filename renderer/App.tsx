@@ -51,7 +51,7 @@ function renderPage(page: string, detail: string | undefined) {
     case 'shelf':
       return detail ? <AdapterPage adapterId={detail} /> : <ShelfPage />;
     case 'compare':
-      return <ComparePage />;
+      return <ComparePage key={detail ?? ''} preselect={detail} />;
     case 'settings':
       return <SettingsPage />;
     default:
