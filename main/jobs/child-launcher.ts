@@ -47,6 +47,8 @@ function lastLine(text: string): string {
 export interface ChildLauncherOptions {
   /** Script run in the child (default engine-entry.ts). */
   entry?: string;
+  /** Node options for the child besides tsx (e.g. a heap limit). */
+  execArgv?: string[];
   /** Extra environment for the child. */
   env?: NodeJS.ProcessEnv;
   /** Where the child's stderr goes besides the crash classification (default: the parent's stderr). */
@@ -73,7 +75,7 @@ class NodeChildEngine implements ChildEngineProcess {
 
   constructor(opts: ChildLauncherOptions) {
     this.child = fork(opts.entry ?? ENGINE_ENTRY, [], {
-      execArgv: ['--import', 'tsx'],
+      execArgv: ['--import', 'tsx', ...(opts.execArgv ?? [])],
       env: { ...process.env, ...opts.env },
       stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
       serialization: 'json',

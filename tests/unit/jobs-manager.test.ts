@@ -72,6 +72,25 @@ describe('JobManager with a real engine process', () => {
     assert.equal(done?.type === 'done' && done.reason, 'stopped');
   });
 
+  test('pause stops after a checkpoint (the run is stopped in the library), and resume finishes it', async () => {
+    const job = f.manager.startTraining({ config: quickConfig(f, { steps: 400 }) });
+    await waitFor(f, isTrain(job.id, 'step'));
+    assert.equal(f.manager.pause(job.id).status, 'pausing');
+    const paused = await waitForEnd(f, job.id);
+    assert.equal(paused.status, 'paused');
+    assert.equal(f.library.runs.get(job.runId!).status, 'stopped');
+    assert.ok(paused.lastCheckpoint && existsSync(paused.lastCheckpoint));
+    assert.throws(() => f.manager.pause(job.id), /only a running run can be paused/);
+
+    const mark = f.events.length;
+    f.manager.resume(job.id, { steps: paused.step + 1 });
+    const end = await waitForEnd(f, job.id, mark);
+    assert.equal(end.status, 'completed', JSON.stringify(end.error));
+    assert.equal(end.step, paused.step + 1);
+    // The loss series runs on from the paused step without a gap.
+    assert.deepEqual(f.library.runs.series(job.runId!).train.map((p) => p.step), Array.from({ length: paused.step + 1 }, (_, i) => i + 1));
+  });
+
   test('a crash of the engine process fails the job with the reason, keeps the checkpoint, and the resume completes', async () => {
     const job = f.manager.startTraining({ config: quickConfig(f, { steps: 400, saveEvery: 2 }) });
     await waitFor(f, isTrain(job.id, 'checkpoint'));
