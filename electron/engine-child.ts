@@ -19,7 +19,8 @@ export interface EngineChild {
 }
 
 export interface EngineChildOptions {
-  stopTimeoutMs?: number; // default 30 000
+  /** Training answers a stop after writing a checkpoint, which can take a while on a big adapter. */
+  stopTimeoutMs?: number; // default 60 000
   killTimeoutMs?: number; // default 5 000
   /** How long to wait after 'exit' for a child-process-gone report (Electron sends both, in either order). */
   goneGraceMs?: number; // default 250
@@ -40,7 +41,7 @@ function isFromEngine(m: unknown): m is FromEngine {
 }
 
 export function hostEngineChild(child: EngineChild, opts: EngineChildOptions = {}): HostedEngine {
-  const stopTimeoutMs = opts.stopTimeoutMs ?? 30_000;
+  const stopTimeoutMs = opts.stopTimeoutMs ?? 60_000;
   const killTimeoutMs = opts.killTimeoutMs ?? 5_000;
   const goneGraceMs = opts.goneGraceMs ?? 250;
   const messageListeners: Array<(m: FromEngine) => void> = [];
