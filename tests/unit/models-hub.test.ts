@@ -189,6 +189,9 @@ describe('hub download', () => {
     const toHub = hub.requests.filter((r) => r.url.startsWith('/api/') || r.url.includes('/resolve/'));
     assert.ok(toHub.length > 1);
     assert.ok(toHub.every((r) => r.authorization === `Bearer ${TOKEN}`));
+    // The redirect to the CDN's origin does not carry the token.
+    const toCdn = hub.requests.filter((r) => r.url.startsWith('/cdn/'));
+    assert.ok(toCdn.length > 0 && toCdn.every((r) => r.authorization === null));
   });
 
   it('names a repo that does not exist and an id that is not one', async () => {
@@ -225,6 +228,33 @@ describe('hub download', () => {
     await downloadModel({ repo: REPO, dest, endpoint: hub.endpoint });
     assert.equal(sha256(await readFile(path.join(dir, 'model.safetensors'))), sha256(weights));
     assert.equal(hub.requests.find((r) => r.url.startsWith('/cdn/'))!.range, 'bytes=30000-');
+  });
+});
+
+describe('a sharded repo listed without sizes', () => {
+  it('reads sizes and checksums from HEAD, then downloads and checks every shard', async () => {
+    const model = await createTinyModel(path.join(work, 'sharded'), { arch: 'mistral', tokenizer: true, shards: 3 });
+    const files = await Promise.all((await readdir(model.dir)).map(async (name) => ({ name, content: await readFile(path.join(model.dir, name)) })));
+    const hub = await startHubServer([{ id: 'shard-org/Sharded', files }], { namesOnly: true });
+    try {
+      const dest = await tempDest();
+      const result = await downloadModel({ repo: 'shard-org/Sharded', dest, endpoint: hub.endpoint });
+      assert.equal(result.files.filter((f) => /^model-0000\d-of-00003\.safetensors$/.test(f.name)).length, 3);
+      for (const f of result.files) {
+        const original = files.find((o) => o.name === f.name)!.content;
+        assert.equal(f.size, original.length, f.name);
+        if (f.name.endsWith('.safetensors')) assert.equal(f.sha256, sha256(original), f.name);
+        else assert.match(f.gitSha1 ?? '', /^[0-9a-f]{40}$/, f.name);
+      }
+      assert.equal(hub.requests.filter((r) => r.method === 'HEAD').length, files.length);
+      assert.equal((await planModelLoad(result.dir)).files.length, 3);
+
+      // With the listing silent, a corrupted shard is still caught by the HEAD checksum.
+      hub.faults.corrupt = 'model-00002-of-00003.safetensors';
+      await expectUserError(downloadModel({ repo: 'shard-org/Sharded', dest: await tempDest(), endpoint: hub.endpoint }), /model-00002-of-00003\.safetensors of shard-org\/Sharded did not match/);
+    } finally {
+      await hub.close();
+    }
   });
 });
 

@@ -3,7 +3,8 @@
 //   GET  /api/models/<org>/<name>/revision/<rev>[?blobs=true]
 //        → { id, sha, siblings: [{ rfilename, (blobs) size, blobId, lfs: { sha256, size, pointerSize } }] }
 //   GET|HEAD /<org>/<name>/resolve/<rev>/<file>
-//        LFS files: 302 to /cdn/<sha256> with X-Linked-Etag (quoted sha256),
+//        LFS files: 302 to a second server (another origin, like the hub's CDN)
+//        at /cdn/<sha256>, with X-Linked-Etag (quoted sha256),
 //        X-Linked-Size and ETag; plain files: served here, ETag = git blob sha1.
 //   GET  /cdn/<sha256>: the bytes, with Range (206 + Content-Range), Accept-Ranges, ETag.
 // Gated repos answer 401 (X-Error-Code: GatedRepo) without the right Bearer
@@ -41,6 +42,8 @@ export interface HubFaults {
   stall?: { file: string; bytes: number };
   /** Ignore Range headers (answer 200 with the whole file). */
   ignoreRange?: boolean;
+  /** List file names only, even when asked for blobs (sizes and checksums then come from HEAD). */
+  namesOnly?: boolean;
 }
 
 export interface HubServer {
@@ -61,7 +64,7 @@ export async function startHubServer(repos: HubRepo[], faults: HubFaults = {}): 
   for (const repo of repos) for (const file of repo.files) if (isLfs(file)) blobs.set(sha256(file.content), { file });
   const state = { faults, drops: 0 };
 
-  const server = http.createServer((req, res) => {
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     requests.push({ method: req.method ?? 'GET', url: url.pathname + url.search, range: req.headers.range ?? null, authorization: req.headers.authorization ?? null });
     const authorized = (repo: HubRepo) => !repo.token || req.headers.authorization === `Bearer ${repo.token}`;
@@ -79,7 +82,7 @@ export async function startHubServer(repos: HubRepo[], faults: HubFaults = {}): 
       const repo = byId.get(decodeURIComponent(m[1]!));
       if (!repo) return notFound();
       if (!authorized(repo)) return gated(repo);
-      const withBlobs = url.searchParams.get('blobs') === 'true';
+      const withBlobs = url.searchParams.get('blobs') === 'true' && !state.faults.namesOnly;
       const siblings = repo.files.map((f) =>
         withBlobs
           ? {
@@ -103,7 +106,7 @@ export async function startHubServer(repos: HubRepo[], faults: HubFaults = {}): 
       if (isLfs(file)) {
         const hash = sha256(file.content);
         res.writeHead(302, {
-          location: `/cdn/${hash}?name=${encodeURIComponent(file.name)}`,
+          location: `${cdnOrigin}/cdn/${hash}?name=${encodeURIComponent(file.name)}`,
           'x-linked-etag': `"${hash}"`,
           'x-linked-size': String(file.content.length),
           etag: `"${createHash('sha1').update(file.name).digest('hex')}"`,
@@ -121,7 +124,9 @@ export async function startHubServer(repos: HubRepo[], faults: HubFaults = {}): 
       return serveBytes(req, res, blob.file, `"${m[1]}"`);
     }
     notFound();
-  });
+  };
+  const server = http.createServer(handle);
+  const cdn = http.createServer(handle);
 
   // The file's bytes (or the range asked for), with the faults applied.
   function serveBytes(req: http.IncomingMessage, res: http.ServerResponse, file: HubRepoFile, etag: string): void {
@@ -159,16 +164,19 @@ export async function startHubServer(repos: HubRepo[], faults: HubFaults = {}): 
     res.end(body);
   }
 
+  await new Promise<void>((resolve) => cdn.listen(0, '127.0.0.1', resolve));
+  const cdnOrigin = `http://127.0.0.1:${(cdn.address() as AddressInfo).port}`;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     endpoint: `http://127.0.0.1:${port}`,
     requests,
     faults,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close: async () => {
+      for (const s of [server, cdn]) {
+        s.closeAllConnections();
+        await new Promise<void>((resolve) => s.close(() => resolve()));
+      }
+    },
   };
 }
