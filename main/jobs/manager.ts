@@ -219,8 +219,21 @@ export class JobManager {
     return this.startTraining({ name: `${e.job.name} (${offer.change} smaller)`, config: offer.config, addToShelf: e.addToShelf });
   }
 
-  /** Kills every engine process (the app is quitting); their runs are marked failed with a reason. */
-  shutdown(): void {
+  /**
+   * The app is quitting: queued runs stay queued in the library; running jobs
+   * are asked to stop (a training run writes its checkpoint and becomes paused),
+   * and whatever has not ended after `graceMs` is killed (its run marked failed,
+   * with the reason).
+   */
+  async shutdown(graceMs = 10_000): Promise<void> {
+    this.queue.length = 0;
+    const active = [...this.entries.values()].filter((e) => e.process !== null && !e.settled);
+    for (const e of active) {
+      e.intent ??= 'pause';
+      e.process!.send({ type: 'stop', jobId: e.job.id });
+    }
+    const deadline = Date.now() + graceMs;
+    while (active.some((e) => !e.settled) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     for (const e of this.entries.values()) e.process?.kill();
   }
 

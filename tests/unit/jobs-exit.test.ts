@@ -109,7 +109,7 @@ describe('out of memory in the job manager', () => {
     const done = await wait(next.id);
     assert.equal(done.status, 'completed', JSON.stringify(done.error));
     assert.equal(f.library.runs.get(done.runId!).config.batchSize, 1);
-    manager.shutdown();
+    await manager.shutdown();
   });
 });
 

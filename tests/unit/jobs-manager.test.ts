@@ -2,13 +2,13 @@
 // start to the shelf, cancel with its checkpoint kept, a crash of the engine
 // process and the resume after it, and a streamed comparison.
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TrainEvent } from '../../engine/train/types.ts';
 import type { CompareJobEvent } from '../../main/jobs/engine-process.ts';
 import type { JobEvent } from '../../main/jobs/manager.ts';
-import { jobsFixture, quickConfig, waitFor, waitForEnd, type JobsFixture } from './helpers/jobs-fixtures.ts';
+import { CAPITALS, jobsFixture, quickConfig, waitFor, waitForEnd, type JobsFixture } from './helpers/jobs-fixtures.ts';
 
 const trainEvents = (f: JobsFixture, jobId: string): TrainEvent[] =>
   f.events.flatMap((e) => (e.type === 'train' && e.jobId === jobId ? [e.event] : []));
@@ -141,12 +141,13 @@ describe('JobManager with a real engine process', () => {
 
   test('bad data fails the job as the user\'s error, naming the line', async () => {
     const data = path.join(f.dir, 'bad.jsonl');
-    writeFileSync(data, '{"messages": [}\n');
+    const good = readFileSync(CAPITALS, 'utf8').split('\n').slice(0, 2).join('\n');
+    writeFileSync(data, `${good}\n{"messages": [{"role": "user"}]}\n`);
     const job = f.manager.startTraining({ config: quickConfig(f, { data }) });
     const end = await waitForEnd(f, job.id);
     assert.equal(end.status, 'failed');
     assert.equal(end.error?.kind, 'user');
-    assert.match(end.error!.message, /bad\.jsonl/);
+    assert.match(end.error!.message, /bad\.jsonl:3: messages\[0\]\.content/);
     assert.equal(f.library.runs.get(end.runId!).status, 'failed');
   });
 
@@ -167,5 +168,15 @@ describe('JobManager with a real engine process', () => {
     // The same adapter twice with the same seed gives the same output.
     assert.equal(text(0), text(1));
     assert.ok(done.every((e) => e.type === 'side-done' && ['eos', 'length', 'stop'].includes(e.finishReason)));
+  });
+
+  test('shutdown asks running runs to stop: they checkpoint and end paused, so they can be resumed later', async () => {
+    const job = f.manager.startTraining({ config: quickConfig(f, { steps: 400 }) });
+    await waitFor(f, isTrain(job.id, 'step'));
+    await f.manager.shutdown();
+    const j = f.manager.get(job.id);
+    assert.equal(j.status, 'paused');
+    assert.ok(j.lastCheckpoint && existsSync(j.lastCheckpoint));
+    assert.equal(f.library.runs.get(job.runId!).status, 'stopped');
   });
 });

@@ -22,7 +22,7 @@ export interface JobsFixture {
   events: JobEvent[];
   /** Errors of the job layer itself (none expected). */
   internalErrors: unknown[];
-  close(): void;
+  close(): Promise<void>;
 }
 
 export async function jobsFixture(): Promise<JobsFixture> {
@@ -48,8 +48,8 @@ export async function jobsFixture(): Promise<JobsFixture> {
   manager.on((e) => events.push(e));
   return {
     dir, model, library, manager, processes, events, internalErrors,
-    close: () => {
-      manager.shutdown();
+    close: async () => {
+      await manager.shutdown();
       library.close();
     },
   };
