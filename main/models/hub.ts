@@ -23,7 +23,7 @@
 // file and refuses the download.
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { syncFolder, writeFileAtomic } from '../../engine/model/atomic.ts';
 import { UserError } from '../../engine/model/errors.ts';
@@ -116,6 +116,7 @@ export async function downloadModel(opts: HubDownloadOptions): Promise<DownloadR
   const dir = modelFolderFor(opts.dest, repo);
   await mkdir(dir, { recursive: true });
   const bytesTotal = files.reduce((sum, f) => sum + f.size, 0);
+  await checkDiskSpace(dir, files, repo);
   const state = { bytesDone: 0, received: 0, filesDone: 0, started: Date.now() };
   // While a file is fetched, state counts only the files before it.
   const report = (file: HubFile, fileBytesDone: number) =>
@@ -146,6 +147,26 @@ export async function downloadModel(opts: HubDownloadOptions): Promise<DownloadR
   const record = { repo, revision, commit: listing.commit, endpoint: hub.endpoint, files, completedAt: new Date().toISOString() };
   await writeFileAtomic(path.join(dir, DOWNLOAD_RECORD), [Buffer.from(JSON.stringify(record, null, 2) + '\n')]);
   return result;
+}
+
+// Refuses before fetching anything when the files still to fetch cannot fit
+// on the disk (what is already there, whole or partial, is counted as done).
+async function checkDiskSpace(dir: string, files: readonly HubFile[], repo: string): Promise<void> {
+  let needed = 0;
+  for (const file of files) {
+    const target = path.join(dir, file.name);
+    const whole = await stat(target).catch(() => null);
+    if (whole?.size === file.size) continue;
+    const partial = await stat(`${target}.partial`).catch(() => null);
+    needed += file.size - Math.min(partial?.size ?? 0, file.size);
+  }
+  const fs = await statfs(dir).catch(() => null);
+  if (!fs) return; // the file system cannot say; a full disk then fails the write with its own message
+  const free = Number(fs.bavail) * Number(fs.bsize);
+  if (needed > free) {
+    const gb = (n: number) => `${(n / 1e9).toFixed(1)} GB`;
+    throw new UserError(`${repo} needs ${gb(needed)} more on the disk of ${dir}, which has ${gb(free)} free. Free some space, or choose a models folder on another disk.`);
+  }
 }
 
 // --- one file -----------------------------------------------------------------

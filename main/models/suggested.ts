@@ -127,8 +127,9 @@ export function fitOn(config: ModelConfig, name: string, device: EstimateDevice,
   return { device: device.name, kind: device.kind, method, checkpointing: c.checkpointing, seqLen: c.seqLen, batch: c.batch, rank: c.rank, peakBytes: result.estimate.totalBytes };
 }
 
-/** Which suggested models fit this machine's devices, and with which method. */
-export function suggestFor(devices: readonly EstimateDevice[], opts: SuggestOptions = {}): Suggestion[] {
+/** Which suggested models fit this machine's devices (a device list, or main/system's SystemInfo), and with which method. */
+export function suggestFor(machine: readonly EstimateDevice[] | { devices: readonly EstimateDevice[] }, opts: SuggestOptions = {}): Suggestion[] {
+  const devices: readonly EstimateDevice[] = 'devices' in machine ? machine.devices : machine;
   const ordered = [...devices].sort((a, b) => Number(b.kind === 'gpu') - Number(a.kind === 'gpu'));
   return SUGGESTED_MODELS.map((model) => {
     let best: DeviceFit | null = null;

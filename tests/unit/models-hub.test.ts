@@ -194,6 +194,18 @@ describe('hub download', () => {
     assert.ok(toCdn.length > 0 && toCdn.every((r) => r.authorization === null));
   });
 
+  it('refuses before fetching when the disk cannot hold the files', async () => {
+    const dest = await tempDest();
+    hub.faults.claimSize = { file: 'model.safetensors', bytes: 2 ** 52 }; // 4.5 PB
+    hub.requests.length = 0;
+    try {
+      await expectUserError(downloadModel({ repo: REPO, dest, endpoint: hub.endpoint }), /tiny-org\/Tiny-Llama-Instruct needs 4503599\.\d GB more on the disk of .*, which has [\d.]+ GB free/);
+    } finally {
+      delete hub.faults.claimSize;
+    }
+    assert.ok(!hub.requests.some((r) => r.url.includes('/resolve/') || r.url.startsWith('/cdn/')));
+  });
+
   it('names a repo that does not exist and an id that is not one', async () => {
     const dest = await tempDest();
     await expectUserError(downloadModel({ repo: 'nobody/nothing', dest, endpoint: hub.endpoint }), /nobody\/nothing \(revision main\) is not on/);

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { EstimateDevice } from '../../engine/estimate/device.ts';
-import { SUGGESTED_MODELS, fitOn, sizeLabel } from '../../main/models/suggested.ts';
+import { SUGGESTED_MODELS, fitOn, sizeLabel, suggestFor } from '../../main/models/suggested.ts';
 import { capacityLine, diskSpace, getSystemInfo, summarySentence } from '../../main/system/system.ts';
 
 const GiB = 1024 ** 3;
@@ -56,6 +56,9 @@ describe('system info', () => {
     }
     assert.match(line, /QLoRA up to \S+ at 1024 tokens/);
     assert.ok(!info.summary.some((l) => l.startsWith('No GPU')));
+    // The suggestions for this machine use its GPU first.
+    const llama8b = suggestFor(info).find((s) => s.model.repo === 'meta-llama/Llama-3.1-8B-Instruct')!;
+    assert.equal(llama8b.best?.device ?? null, line.includes('QLoRA up to 8B') ? gpu.name : null);
   });
 });
 

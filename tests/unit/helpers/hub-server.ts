@@ -42,6 +42,8 @@ export interface HubFaults {
   stall?: { file: string; bytes: number };
   /** Ignore Range headers (answer 200 with the whole file). */
   ignoreRange?: boolean;
+  /** List this size (bytes) for the file instead of its real one. */
+  claimSize?: { file: string; bytes: number };
   /** List file names only, even when asked for blobs (sizes and checksums then come from HEAD). */
   namesOnly?: boolean;
 }
@@ -64,6 +66,7 @@ export async function startHubServer(repos: HubRepo[], faults: HubFaults = {}): 
   for (const repo of repos) for (const file of repo.files) if (isLfs(file)) blobs.set(sha256(file.content), { file });
   const state = { faults, drops: 0 };
 
+  const sizeOf = (f: HubRepoFile) => (state.faults.claimSize?.file === f.name ? state.faults.claimSize.bytes : f.content.length);
   const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     requests.push({ method: req.method ?? 'GET', url: url.pathname + url.search, range: req.headers.range ?? null, authorization: req.headers.authorization ?? null });
@@ -87,9 +90,9 @@ export async function startHubServer(repos: HubRepo[], faults: HubFaults = {}): 
         withBlobs
           ? {
               rfilename: f.name,
-              size: f.content.length,
+              size: sizeOf(f),
               blobId: isLfs(f) ? createHash('sha1').update(f.name).digest('hex') : gitSha1(f.content),
-              ...(isLfs(f) ? { lfs: { sha256: sha256(f.content), size: f.content.length, pointerSize: 134 } } : {}),
+              ...(isLfs(f) ? { lfs: { sha256: sha256(f.content), size: sizeOf(f), pointerSize: 134 } } : {}),
             }
           : { rfilename: f.name },
       );
