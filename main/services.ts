@@ -7,22 +7,19 @@
 //     library.sqlite, adapters/, trash/, ...   the shelf (main/library)
 //     runs/<job id>/                           training runs without an out folder of their own
 //     models/                                  hub downloads
-import { statfs } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { cpuDevice } from '../engine/estimate/device.ts';
-import { findGpu } from '../engine/estimate/gpus.ts';
-import { detectHardware, type HardwareInfo } from '../engine/estimate/hardware.ts';
 import { UserError } from '../engine/model/errors.ts';
-import type { ApiHandlers, ApiOutput, EventPayload } from './api/contract.ts';
+import type { ApiHandlers } from './api/contract.ts';
 import { createDispatch, type Dispatch, type DispatchOptions } from './api/dispatch.ts';
 import { ApiEvents } from './api/events.ts';
 import { engineHandlers } from './api/handlers/engine.ts';
+import { modelHandlers } from './api/handlers/models.ts';
 import { shelfHandlers } from './api/handlers/shelf.ts';
 import type { EngineLauncher } from './jobs/engine-process.ts';
 import { JobManager, type JobEvent, type StartTraining } from './jobs/manager.ts';
 import { openLibrary, type Library } from './library/library.ts';
-import { modelHandlers } from './api/handlers/models.ts';
+import { diskSpace, getSystemInfo, type SystemInfo } from './system/system.ts';
 
 export interface ServicesOptions {
   appDataDir: string;
@@ -44,15 +41,6 @@ export interface Services {
   close(): void;
 }
 
-async function diskFree(dir: string): Promise<number | null> {
-  try {
-    const s = await statfs(dir);
-    return s.bavail * s.bsize;
-  } catch {
-    return null;
-  }
-}
-
 export function createServices(opts: ServicesOptions): Services {
   const appDataDir = path.resolve(opts.appDataDir);
   const runsDir = path.join(appDataDir, 'runs');
@@ -71,30 +59,27 @@ export function createServices(opts: ServicesOptions): Services {
     else events.emit('compare', { type: 'done', jobId: e.jobId, side: sideName(e.jobId, e.event.side), finishReason: e.event.finishReason });
   });
 
-  let hardware: Promise<HardwareInfo> | null = null;
-  const detect = () => (hardware ??= detectHardware().catch((err) => {
-    hardware = null; // try again next time
+  // Hardware detection runs tools with timeouts (nvidia-smi): once, then kept; a failure is retried next time.
+  let system: Promise<SystemInfo> | null = null;
+  const systemInfo = () => (system ??= getSystemInfo({ appDataDir }).catch((err: unknown) => {
+    system = null;
     throw err;
   }));
 
   const handlers: ApiHandlers = {
     // ---- system
-    'system.hardware': () => detect(),
-    'system.capacity': async (): Promise<ApiOutput<'system.capacity'>> => {
-      const hw = await detect();
-      const cpu = cpuDevice();
-      const gpus = hw.gpus.map((g) => ({
-        kind: 'gpu' as const, name: g.name, totalBytes: g.totalBytes, availableBytes: g.freeBytes, source: 'this machine' as const,
-        vendor: g.vendor, computeCapability: findGpu(g.name)?.computeCapability ?? null, threads: 1,
-      }));
-      // The engine trains on the CPU today; GPUs are listed for planning.
-      const summary = [`Training runs on the CPU (${cpu.threads} threads, ${(cpu.totalBytes / 2 ** 30).toFixed(1)} GiB memory).`, ...hw.notes];
-      return { devices: [cpu, ...gpus], preferred: 0, diskFreeBytes: await diskFree(appDataDir), summary };
+    'system.hardware': async () => {
+      const info = await systemInfo();
+      return { ramTotalBytes: info.ram.totalBytes, ramAvailableBytes: info.ram.availableBytes, cpuModel: info.cpu.model, cpuThreads: info.cpu.threads, gpus: info.gpus, notes: info.notes };
     },
-    'system.appData': async () => ({ dir: appDataDir, libraryFile: library.file, diskFreeBytes: await diskFree(appDataDir) }),
+    'system.capacity': async () => {
+      const info = await systemInfo();
+      return { devices: info.devices, preferred: info.preferred, diskFreeBytes: (await diskSpace(appDataDir))?.freeBytes ?? null, summary: info.summary };
+    },
+    'system.appData': async () => ({ dir: appDataDir, libraryFile: library.file, diskFreeBytes: (await diskSpace(appDataDir))?.freeBytes ?? null }),
 
     // ---- models
-    ...modelHandlers({ library, events, appDataDir, hfCacheDir: opts.hfCacheDir, hubEndpoint: opts.hubEndpoint }),
+    ...modelHandlers({ library, events, appDataDir, hfCacheDir: opts.hfCacheDir, hubEndpoint: opts.hubEndpoint, system: systemInfo }),
 
     // ---- data, estimate
     ...engineHandlers(),

@@ -127,6 +127,11 @@ export const SuggestedModelSchema = z.object({
   fitsQlora: z.boolean().nullable(),
   /** Already on disk (folder or Hugging Face cache). */
   local: z.boolean(),
+  licence: z.string().optional(),
+  /** The hub asks to accept the licence (and a token) before downloading. */
+  gated: z.boolean().optional(),
+  /** Why it does not fit here, when it does not. */
+  reason: z.string().nullable().optional(),
 });
 
 export const DownloadStatusSchema = z.enum(['queued', 'downloading', 'verifying', 'done', 'failed', 'cancelled']);

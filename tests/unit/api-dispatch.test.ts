@@ -197,6 +197,15 @@ describe('the services behind the contract (real library)', () => {
     const appDataInfo = ok(await services.dispatch('system.appData', {})) as { dir: string; libraryFile: string };
     assert.equal(appDataInfo.dir, path.resolve(appData));
     assert.ok(appDataInfo.libraryFile.startsWith(appDataInfo.dir));
+    const capacity = ok(await services.dispatch('system.capacity', {})) as { devices: Array<{ kind: string }>; preferred: number; summary: string[] };
+    assert.ok(capacity.devices.some((d) => d.kind === 'cpu'));
+    assert.ok(capacity.devices[capacity.preferred]);
+    assert.ok(capacity.summary.length >= 1);
+    const hw = ok(await services.dispatch('system.hardware', {})) as { cpuThreads: number };
+    assert.ok(hw.cpuThreads >= 1);
+    const suggested = ok(await services.dispatch('models.suggested', {})) as Array<{ repo: string; fitsLora: boolean | null; local: boolean }>;
+    assert.ok(suggested.length >= 1);
+    assert.ok(suggested.every((s) => /^[^/]+\/[^/]+$/.test(s.repo) && s.local === false));
     const added = ok(await services.dispatch('models.addFolder', { path: GOLDEN_MODEL })) as { path: string; arch: string };
     assert.equal(added.path, GOLDEN_MODEL);
     const models = ok(await services.dispatch('models.list', {})) as Array<{ path: string }>;

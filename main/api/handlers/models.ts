@@ -5,13 +5,12 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { cpuDevice } from '../../../engine/estimate/device.ts';
-import { fitSettings } from '../../../engine/estimate/fit.ts';
-import { MODEL_PRESETS, type ModelPresetName } from '../../../engine/model/presets.ts';
 import { UserError } from '../../../engine/model/errors.ts';
 import type { Library } from '../../library/library.ts';
 import { scanHfCache } from '../../models/hf-cache.ts';
 import { DownloadCancelledError, downloadModel } from '../../models/hub.ts';
+import { suggestFor } from '../../models/suggested.ts';
+import type { SystemInfo } from '../../system/system.ts';
 import type { ApiHandlers, Download, ModelEntry } from '../contract.ts';
 import type { ApiEvents } from '../events.ts';
 
@@ -23,16 +22,9 @@ export interface ModelHandlerOptions {
   appDataDir: string;
   hfCacheDir?: string | undefined;
   hubEndpoint?: string | undefined;
+  /** This machine (main/system), for which suggestions fit. */
+  system: () => Promise<SystemInfo>;
 }
-
-// Small instruct models the engine trains, smallest first; parameters as published.
-const SUGGESTED: ReadonlyArray<{ repo: string; preset: ModelPresetName; parameters: number; why: string }> = [
-  { repo: 'HuggingFaceTB/SmolLM2-135M-Instruct', preset: 'SmolLM2-135M', parameters: 135e6, why: 'Tiny and quick: a first run in minutes, even on a laptop CPU.' },
-  { repo: 'HuggingFaceTB/SmolLM2-360M-Instruct', preset: 'SmolLM2-360M', parameters: 362e6, why: 'Small, still quick, noticeably better answers than 135M.' },
-  { repo: 'meta-llama/Llama-3.2-1B-Instruct', preset: 'Llama-3.2-1B', parameters: 1.24e9, why: 'A capable 1B chat model (gated: accept the licence on Hugging Face first).' },
-  { repo: 'HuggingFaceTB/SmolLM2-1.7B-Instruct', preset: 'SmolLM2-1.7B', parameters: 1.71e9, why: 'The largest SmolLM2: good quality when the machine has the memory.' },
-  { repo: 'meta-llama/Llama-3.2-3B-Instruct', preset: 'Llama-3.2-3B', parameters: 3.21e9, why: 'Stronger answers; wants a GPU or a lot of memory (gated).' },
-];
 
 export function modelHandlers(opts: ModelHandlerOptions): ModelHandlers {
   const { library, events } = opts;
@@ -96,16 +88,11 @@ export function modelHandlers(opts: ModelHandlerOptions): ModelHandlers {
     },
     'models.suggested': async () => {
       const local = new Set((await list()).filter((m) => m.usable && m.repo).map((m) => m.repo));
-      const device = cpuDevice();
-      return SUGGESTED.map((s) => {
-        const shape = { name: s.preset, config: MODEL_PRESETS[s.preset], source: 'preset' as const, dir: null };
-        return {
-          repo: s.repo, name: s.repo.split('/')[1] ?? s.repo, parameters: s.parameters, downloadBytes: Math.round(s.parameters * 2), why: s.why,
-          fitsLora: fitSettings(shape, device, { method: 'lora' }).found,
-          fitsQlora: fitSettings(shape, device, { method: 'qlora' }).found,
-          local: local.has(s.repo),
-        };
-      });
+      const info = await opts.system();
+      return suggestFor(info).map((s) => ({
+        repo: s.model.repo, name: s.model.name, parameters: s.model.parameterCount, downloadBytes: s.model.downloadBytes, why: s.model.note,
+        fitsLora: s.fitsLora, fitsQlora: s.fitsQlora, local: local.has(s.model.repo), licence: s.model.licence, gated: s.model.gated, reason: s.reason,
+      }));
     },
     'models.startDownload': ({ repo, revision = 'main' }) => {
       const busy = [...downloads.values()].find((d) => d.state.repo === repo && ['queued', 'downloading', 'verifying'].includes(d.state.status));
