@@ -12,6 +12,10 @@ import { detectHardware, type DetectOptions, type HardwareInfo } from '../../eng
 import { formatBytes } from '../../engine/estimate/report.ts';
 import { CPU_PRACTICAL_MAX_PARAMETERS, SUGGESTED_MODELS, SUGGESTION_SEQ_LEN, fitOn, sizeLabel } from '../models/suggested.ts';
 
+// The engine has a CPU backend only: runs train on the CPU, and a GPU's line
+// says what the card will hold (the estimate plans the same buffers on it).
+export const GPU_TRAINING_AVAILABLE = false;
+
 export interface DiskInfo {
   dir: string; // the folder asked about
   freeBytes: number; // available to this user
@@ -26,7 +30,7 @@ export interface SystemInfo {
   disk: DiskInfo | null; // null when the folder's file system cannot be asked
   /** Devices a run can train on: GPUs of this machine first, then the CPU. */
   devices: EstimateDevice[];
-  /** Index into devices of the one runs use by default (the GPU with most memory, else the CPU). */
+  /** Index into devices of the one runs use by default: the CPU until GPU training is available, then the GPU with most memory. */
   preferred: number;
   /** What this machine can train, one line per device, then any caveat. */
   summary: string[];
@@ -102,13 +106,16 @@ export function capacityLine(device: EstimateDevice, seqLen = SUGGESTION_SEQ_LEN
 export async function getSystemInfo(opts: SystemOptions): Promise<SystemInfo> {
   const [hardware, disk, cores] = await Promise.all([detectHardware(opts.detect), diskSpace(opts.appDataDir), physicalCores()]);
   const devices = devicesOf(hardware);
-  // The GPU with the most memory; the CPU when there is none.
+  // The GPU with the most memory (once the engine trains on GPUs); the CPU otherwise.
   let preferred = devices.length - 1;
   devices.forEach((d, i) => {
-    if (d.kind === 'gpu' && (devices[preferred]!.kind === 'cpu' || d.totalBytes > devices[preferred]!.totalBytes)) preferred = i;
+    if (GPU_TRAINING_AVAILABLE && d.kind === 'gpu' && (devices[preferred]!.kind === 'cpu' || d.totalBytes > devices[preferred]!.totalBytes)) preferred = i;
   });
   const seqLen = opts.seqLen ?? SUGGESTION_SEQ_LEN;
   const summary = devices.map((d) => capacityLine(d, seqLen));
+  if (devices.some((d) => d.kind === 'gpu') && !GPU_TRAINING_AVAILABLE) {
+    summary.push('Training runs on the CPU in this version; the GPU figures are what the card will hold once GPU training is available.');
+  }
   if (!devices.some((d) => d.kind === 'gpu')) {
     summary.push(`No GPU was detected${hardware.notes.length ? ` (${hardware.notes.join('; ')})` : ''}: training runs on the CPU.`);
   }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { EstimateDevice } from '../../engine/estimate/device.ts';
 import { SUGGESTED_MODELS, fitOn, sizeLabel, suggestFor } from '../../main/models/suggested.ts';
-import { capacityLine, diskSpace, getSystemInfo, summarySentence } from '../../main/system/system.ts';
+import { GPU_TRAINING_AVAILABLE, capacityLine, diskSpace, getSystemInfo, summarySentence } from '../../main/system/system.ts';
 
 const GiB = 1024 ** 3;
 let dir: string;
@@ -42,7 +42,9 @@ describe('system info', () => {
     const info = await getSystemInfo({ appDataDir: dir, detect: { nvidiaSmi: smi, otherGpus: false } });
     assert.equal(info.gpus.length, 1);
     assert.deepEqual(info.devices.map((d) => d.kind), ['gpu', 'cpu']);
-    assert.equal(info.preferred, 0);
+    // Runs train on the device the engine has a backend for.
+    assert.equal(info.preferred, GPU_TRAINING_AVAILABLE ? 0 : 1);
+    if (!GPU_TRAINING_AVAILABLE) assert.ok(info.summary.some((l) => /^Training runs on the CPU in this version/.test(l)));
     const gpu = info.devices[0]!;
     assert.equal(gpu.availableBytes, 7900 * 1024 * 1024);
     assert.equal(gpu.computeCapability, 8.9);
