@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import type { EngineExit, EngineProcess, FromEngine, ToEngine } from './engine-process.ts';
 
 export const ENGINE_ENTRY = fileURLToPath(new URL('./engine-entry.ts', import.meta.url));
+/** tsx's loader, resolved here so the child finds it whatever its working folder. */
+const TSX_LOADER = import.meta.resolve('tsx');
 
 const CRASH_SIGNALS = new Set(['SIGKILL', 'SIGSEGV', 'SIGABRT', 'SIGBUS', 'SIGILL', 'SIGFPE']);
 /** Text on the child's stderr that means it died of memory exhaustion. */
@@ -75,7 +77,7 @@ class NodeChildEngine implements ChildEngineProcess {
 
   constructor(opts: ChildLauncherOptions) {
     this.child = fork(opts.entry ?? ENGINE_ENTRY, [], {
-      execArgv: ['--import', 'tsx', ...(opts.execArgv ?? [])],
+      execArgv: ['--import', TSX_LOADER, ...(opts.execArgv ?? [])],
       env: { ...process.env, ...opts.env },
       stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
       serialization: 'json',

@@ -119,6 +119,41 @@ export class JobManager {
     this.runsDir = path.resolve(opts.runsDir);
     this.machine = opts.machine ?? `cpu ${Math.round(os.totalmem() / 2 ** 30)} GiB`;
     this.onInternalError = opts.onInternalError ?? ((e) => console.error(e));
+    this.recoverRuns();
+  }
+
+  /**
+   * Runs the library shows as queued or running belong to an app that has gone
+   * (jobs live in memory): running ones become failed with the reason, queued
+   * ones stopped. Either can be continued with resumeRun.
+   */
+  private recoverRuns(): void {
+    for (const run of this.library.runs.listRuns('running'))
+      this.write(() => this.library.runs.finishRun(run.id, { status: 'failed', failureReason: 'LoRA Studio closed while this run was training; resume it from its last checkpoint.' }));
+    for (const run of this.library.runs.listRuns('queued')) this.write(() => this.library.runs.finishRun(run.id, { status: 'stopped' }));
+  }
+
+  /**
+   * A job for a stopped or failed run of the library (e.g. from an earlier
+   * session), so that resume() can continue it from its last checkpoint.
+   */
+  adoptRun(runId: number): Job {
+    const existing = [...this.entries.values()].find((e) => e.job.runId === runId);
+    if (existing) return { ...existing.job };
+    const run = this.library.runs.get(runId);
+    if (run.status !== 'stopped' && run.status !== 'failed')
+      throw new UserError(`Run ${run.name} is ${run.status}; only a stopped or failed run can be picked up again.`);
+    const config = resolveTrainConfig(run.config as TrainConfig);
+    const id = newJobId();
+    const entry = this.add({
+      job: {
+        ...blankJob(id, 'train', run.name), status: run.status === 'failed' ? 'failed' : 'paused', runId, step: run.step, totalSteps: run.totalSteps,
+        createdAt: run.createdAt, startedAt: run.startedAt, finishedAt: run.finishedAt, lastCheckpoint: run.lastCheckpoint,
+        error: run.failureReason ? { kind: 'internal', message: run.failureReason } : null,
+      },
+      config, request: null, addToShelf: true,
+    });
+    return { ...entry.job };
   }
 
   /** Every job event; returns the unsubscribe function. */

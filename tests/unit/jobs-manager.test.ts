@@ -7,7 +7,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TrainEvent } from '../../engine/train/types.ts';
 import type { CompareJobEvent } from '../../main/jobs/engine-process.ts';
-import type { JobEvent } from '../../main/jobs/manager.ts';
+import { nodeChildLauncher } from '../../main/jobs/child-launcher.ts';
+import { JobManager, type Job, type JobEvent } from '../../main/jobs/manager.ts';
 import { CAPITALS, jobsFixture, quickConfig, waitFor, waitForEnd, type JobsFixture } from './helpers/jobs-fixtures.ts';
 
 const trainEvents = (f: JobsFixture, jobId: string): TrainEvent[] =>
@@ -178,5 +179,27 @@ describe('JobManager with a real engine process', () => {
     assert.equal(j.status, 'paused');
     assert.ok(j.lastCheckpoint && existsSync(j.lastCheckpoint));
     assert.equal(f.library.runs.get(job.runId!).status, 'stopped');
+  });
+
+  test('a new manager (the app restarted) fails runs left running, and picks up a stopped run to resume it', async () => {
+    const stopped = f.library.runs.listRuns('stopped')[0]!;
+    const orphan = f.library.runs.create({ name: 'orphan', config: { ...stopped.config, out: path.join(f.dir, 'orphan') }, machine: 'test machine' });
+    f.library.runs.start(orphan.id);
+    const launch = nodeChildLauncher({ onStderr: () => {} });
+    const manager = new JobManager({ library: f.library, launcher: launch, runsDir: path.join(f.dir, 'appdata', 'runs') });
+    const left = f.library.runs.get(orphan.id);
+    assert.equal(left.status, 'failed');
+    assert.match(left.failureReason!, /closed while this run was training/);
+
+    const job = manager.adoptRun(stopped.id);
+    assert.equal(job.status, 'paused');
+    assert.equal(job.lastCheckpoint, stopped.lastCheckpoint);
+    manager.resume(job.id, { steps: stopped.step + 1 });
+    const end = await new Promise<Job>((resolve) => manager.on((e) => {
+      if (e.type === 'status' && e.jobId === job.id && ['completed', 'failed'].includes(e.job.status)) resolve(e.job);
+    }));
+    assert.equal(end.status, 'completed', JSON.stringify(end.error));
+    assert.equal(f.library.runs.get(stopped.id).step, stopped.step + 1);
+    await manager.shutdown();
   });
 });
