@@ -218,7 +218,9 @@ export class JobManager {
     const e = this.entry(jobId);
     if (e.job.status === 'queued') {
       this.queue.splice(this.queue.indexOf(jobId), 1);
-      if (e.job.runId !== null) this.write(() => this.library.runs.finishRun(e.job.runId!, { status: 'stopped' }));
+      // A new run never started is stopped in the library; a queued resume leaves its run as it was (stopped or failed).
+      const runId = e.job.runId;
+      if (runId !== null && this.library.runs.get(runId).status === 'queued') this.write(() => this.library.runs.finishRun(runId, { status: 'stopped' }));
       e.job.finishedAt = Date.now();
       this.setStatus(e, 'cancelled');
       return { ...e.job };

@@ -131,6 +131,9 @@ describe('JobManager with a real engine process', () => {
       model: f.model, method: 'lora', adapters: [adapterFolder], prompt: 'Hi', sampling: { greedy: true }, seed: 1, maxTokens: 4,
     });
     assert.equal(compare.status, 'running', 'a comparison does not wait for the training queue');
+    const third = f.manager.startTraining({ name: 'third', config: quickConfig(f, { steps: 2 }) });
+    assert.equal(f.manager.cancel(third.id).status, 'cancelled', 'a queued run is cancelled at once');
+    assert.equal(f.library.runs.get(third.runId!).status, 'stopped');
     const firstEnd = await waitForEnd(f, first.id);
     const secondEnd = await waitForEnd(f, second.id);
     assert.equal(firstEnd.status, 'completed');
@@ -138,6 +141,7 @@ describe('JobManager with a real engine process', () => {
     const order = f.events.filter((e) => e.type === 'status' && (e.jobId === first.id || e.jobId === second.id)).map((e) => `${e.jobId === first.id ? 'first' : 'second'}:${(e as Extract<JobEvent, { type: 'status' }>).job.status}`);
     assert.ok(order.indexOf('first:completed') < order.indexOf('second:running'), order.join(' '));
     assert.equal((await waitForEnd(f, compare.id)).status, 'completed');
+    assert.equal(f.events.filter((e) => e.type === 'status' && e.jobId === third.id && e.job.status === 'running').length, 0, 'the cancelled run never started');
   });
 
   test('bad data fails the job as the user\'s error, naming the line', async () => {
