@@ -27,7 +27,7 @@ export function WizardPage() {
           )
         }
       />
-      <ol className="flex flex-wrap gap-2" aria-label="Steps">
+      <ol className="flex flex-wrap gap-2" aria-label="Wizard progress">
         {STEPS.map((label, i) => {
           const n = i + 1;
           const state = n === step ? 'current' : n < step ? 'done' : 'todo';
