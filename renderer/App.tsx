@@ -20,8 +20,8 @@ export function App() {
   const route = useRoute();
   const [page = 'wizard', detail] = route;
   return (
-    <div className="flex h-full">
-      <nav aria-label="Pages" className="flex w-52 shrink-0 flex-col gap-1 border-r border-stone-200 bg-stone-100/60 p-3 dark:border-stone-800 dark:bg-stone-900/60">
+    <div className="flex min-h-full">
+      <nav aria-label="Pages" className="sticky top-0 flex h-screen w-52 shrink-0 flex-col gap-1 border-r border-stone-200 bg-stone-100/60 p-3 dark:border-stone-800 dark:bg-stone-900/60">
         <div className="mb-4 px-2 pt-1 text-lg font-semibold tracking-tight">LoRA Studio</div>
         {pages.map((p) => (
           <a
@@ -35,7 +35,7 @@ export function App() {
           </a>
         ))}
       </nav>
-      <main className="min-w-0 flex-1 overflow-y-auto p-8">
+      <main className="min-w-0 flex-1 p-8">
         <div className="mx-auto max-w-6xl">{renderPage(page, detail)}</div>
       </main>
     </div>
