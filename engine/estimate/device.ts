@@ -6,7 +6,7 @@ import os from 'node:os';
 import { cpuInfo } from '../api.ts';
 import { UserError } from '../model/errors.ts';
 import { findGpu, similarGpus, type GpuVendor } from './gpus.ts';
-import { detectHardware, type DetectOptions, type HardwareInfo } from './hardware.ts';
+import { detectHardware, type DetectedGpu, type DetectOptions, type HardwareInfo } from './hardware.ts';
 
 export interface EstimateDevice {
   kind: 'cpu' | 'gpu';
@@ -23,6 +23,20 @@ export interface EstimateDevice {
 }
 
 /** This machine's CPU and RAM; threads = the engine's thread count. */
+/** A GPU of this machine as an estimate device. */
+export function gpuDevice(gpu: DetectedGpu): EstimateDevice {
+  return {
+    kind: 'gpu',
+    name: gpu.name,
+    totalBytes: gpu.totalBytes,
+    availableBytes: gpu.freeBytes,
+    source: 'this machine',
+    vendor: gpu.vendor,
+    computeCapability: findGpu(gpu.name)?.computeCapability ?? null,
+    threads: 1,
+  };
+}
+
 export function cpuDevice(): EstimateDevice {
   const cpus = os.cpus();
   return {
@@ -54,18 +68,8 @@ export async function resolveDevice(spec: string | undefined, detect: DetectOpti
         : `no GPU was detected (${hardware.notes.join('; ') || 'none reported'})`;
       throw new UserError(`--device: there is no GPU ${index}; ${have}. Use --device cpu, or a card name such as --device 4090 to plan for a card you do not have.`);
     }
-    const card = findGpu(gpu.name);
     return {
-      device: {
-        kind: 'gpu',
-        name: gpu.name,
-        totalBytes: gpu.totalBytes,
-        availableBytes: gpu.freeBytes,
-        source: 'this machine',
-        vendor: gpu.vendor,
-        computeCapability: card?.computeCapability ?? null,
-        threads: 1,
-      },
+      device: gpuDevice(gpu),
       hardware,
     };
   }

@@ -6,8 +6,7 @@
 //   "On the CPU: small models only (LoRA up to 1.7B at 1024 tokens)"
 // Never throws for missing tools: hardware detection leaves notes instead.
 import { readFile, statfs } from 'node:fs/promises';
-import { cpuDevice, type EstimateDevice } from '../../engine/estimate/device.ts';
-import { findGpu } from '../../engine/estimate/gpus.ts';
+import { cpuDevice, gpuDevice, type EstimateDevice } from '../../engine/estimate/device.ts';
 import { detectHardware, type DetectOptions, type HardwareInfo } from '../../engine/estimate/hardware.ts';
 import { formatBytes } from '../../engine/estimate/report.ts';
 import { CPU_PRACTICAL_MAX_PARAMETERS, SUGGESTED_MODELS, SUGGESTION_SEQ_LEN, fitOn, sizeLabel } from '../models/suggested.ts';
@@ -68,16 +67,7 @@ async function physicalCores(): Promise<number | null> {
 
 /** The estimator's devices for this machine's hardware: each GPU, then the CPU. */
 export function devicesOf(hardware: HardwareInfo): EstimateDevice[] {
-  const gpus: EstimateDevice[] = hardware.gpus.map((gpu) => ({
-    kind: 'gpu',
-    name: gpu.name,
-    totalBytes: gpu.totalBytes,
-    availableBytes: gpu.freeBytes,
-    source: 'this machine',
-    vendor: gpu.vendor,
-    computeCapability: findGpu(gpu.name)?.computeCapability ?? null,
-    threads: 1,
-  }));
+  const gpus: EstimateDevice[] = hardware.gpus.map(gpuDevice);
   return [...gpus, cpuDevice()];
 }
 
