@@ -222,6 +222,22 @@ export const MemoryEstimateSchema = z.object({
   usableBytes: bytes,
   fits: z.boolean(),
   marginBytes: z.number().int(),
+  /** The estimate corrected by earlier runs measured on this machine (engine/estimate/correction.ts); absent for a catalogue card or without such runs. */
+  correction: z
+    .object({
+      runs: count, // comparable runs (same method) it is based on
+      categories: z.record(z.string(), bytes),
+      engineBytes: bytes,
+      overheadBytes: bytes,
+      totalBytes: bytes,
+      fits: z.boolean(),
+      marginBytes: z.number().int(),
+      /** Per category (and 'total', 'process baseline'): the ratio applied, in [1, 2], and how many runs it is based on. */
+      factors: z.record(z.string(), z.object({ ratio: z.number(), runs: count })),
+      /** E.g. "corrected by 3 earlier LoRA runs on this machine: activations +4%". */
+      sentence: z.string(),
+    })
+    .optional(),
 });
 export type MemoryEstimate = z.infer<typeof MemoryEstimateSchema>;
 

@@ -1,8 +1,14 @@
 // The calls the engine answers in-process, quickly and without a job: the
 // dataset report, the memory estimate and the fit search. Each is the same
 // function the CLI's `inspect-data`, `estimate` and `fit` commands call.
+// For this machine's devices the estimate also carries its correction by the
+// runs measured here (engine/estimate/correction.ts), when there are any.
 import { inspectData, type InspectOptions } from '../../../engine/data/inspect.ts';
-import { resolveDevice } from '../../../engine/estimate/device.ts';
+import {
+  applyCorrection, correctionFor, fitWithCorrection, measuredRatios,
+  type CorrectedEstimate, type MeasuredRun,
+} from '../../../engine/estimate/correction.ts';
+import { cpuDevice, resolveDevice, type EstimateDevice } from '../../../engine/estimate/device.ts';
 import { estimateMemory, type MemoryEstimate } from '../../../engine/estimate/estimate.ts';
 import { fitSettings } from '../../../engine/estimate/fit.ts';
 import { resolveModelShape } from '../../../engine/estimate/model-source.ts';
@@ -10,13 +16,28 @@ import { MemoryEstimateSchema, type ApiHandlers, type ApiOutput } from '../contr
 
 export type EngineHandlers = Pick<ApiHandlers, 'data.inspect' | 'estimate.estimate' | 'estimate.fit'>;
 
-/** The estimate without the native plan (an internal table the UI has no use for). */
-function estimateOut(e: MemoryEstimate): ApiOutput<'estimate.estimate'> {
-  const { plan: _plan, ...rest } = e;
-  return MemoryEstimateSchema.parse(rest);
+export interface EngineHandlerOptions {
+  /** Finished runs measured on this machine (main/library measuredPeaks(machine)); none: no correction. */
+  measuredRuns?: () => readonly MeasuredRun[];
 }
 
-export function engineHandlers(): EngineHandlers {
+/** The estimate without the native plan (an internal table the UI has no use for), with its correction when given. */
+function estimateOut(e: MemoryEstimate, corrected: CorrectedEstimate | null = null): ApiOutput<'estimate.estimate'> {
+  const { plan: _plan, ...rest } = e;
+  const correction = corrected && {
+    runs: corrected.correction.runs, categories: corrected.categories, engineBytes: corrected.engineBytes,
+    overheadBytes: corrected.overheadBytes, totalBytes: corrected.totalBytes, fits: corrected.fits,
+    marginBytes: corrected.marginBytes, factors: corrected.correction.factors, sentence: corrected.sentence,
+  };
+  return MemoryEstimateSchema.parse(correction ? { ...rest, correction } : rest);
+}
+
+export function engineHandlers(opts: EngineHandlerOptions = {}): EngineHandlers {
+  // Ratios of the runs measured here, for estimates of this machine only; null: no correction.
+  const ratiosFor = async (device: EstimateDevice) => {
+    const runs = device.source === 'this machine' ? opts.measuredRuns?.() ?? [] : [];
+    return runs.length ? measuredRatios(runs, cpuDevice()) : null;
+  };
   return {
     'data.inspect': async ({ model, data, format, columns, lossOn, maxSeqLen, truncation, skipBadRecords }) => {
       const opts: InspectOptions = {};
@@ -31,16 +52,22 @@ export function engineHandlers(): EngineHandlers {
     'estimate.estimate': async ({ model, device, choices }) => {
       const shape = await resolveModelShape(model);
       const { device: dev } = await resolveDevice(device);
-      return estimateOut(estimateMemory(shape, choices, dev));
+      const plain = estimateMemory(shape, choices, dev);
+      const ratios = await ratiosFor(dev);
+      const correction = ratios && correctionFor(ratios, choices.method);
+      return estimateOut(plain, correction && applyCorrection(plain, correction));
     },
     'estimate.fit': async ({ model, device, fixed }) => {
       const shape = await resolveModelShape(model);
       const { device: dev } = await resolveDevice(device);
-      const r = fitSettings(shape, dev, fixed ?? {});
+      const ratios = await ratiosFor(dev);
+      const { fit: r, corrected } = ratios
+        ? fitWithCorrection(shape, dev, fixed ?? {}, (method) => correctionFor(ratios, method))
+        : { fit: fitSettings(shape, dev, fixed ?? {}), corrected: null };
       return {
         ...r,
         choices: r.choices ? { ...r.choices, targets: [...r.choices.targets] } : null,
-        estimate: r.estimate ? estimateOut(r.estimate) : null,
+        estimate: r.estimate ? estimateOut(r.estimate, corrected) : null,
       };
     },
   };
