@@ -1,10 +1,11 @@
 // The shelf: every adapter, as a list or a grid, filtered by base model, tags
-// and method, sorted by name, date, eval loss or size.
+// and method, sorted by name, date, eval loss or size. The list moves an
+// adapter to the trash; the trash's list restores it.
 import { useState } from 'react';
 import { api, type Adapter } from '../api/client.ts';
 import { Badge, Button, Card, EmptyState, ErrorNotice, PageHeader, Select, Spinner, TextInput } from '../components/ui.tsx';
 import { formatBytes, formatDate, formatLoss } from '../format.ts';
-import { useLoad } from '../hooks.ts';
+import { useAction, useLoad } from '../hooks.ts';
 import { navigate } from '../route.ts';
 
 type Sort = 'created' | 'name' | 'evalLoss' | 'size';
@@ -37,6 +38,15 @@ export function ShelfPage() {
   // Base models present on the shelf: fingerprint → a readable name.
   const bases = new Map<string, string>();
   for (const a of all.data ?? []) if (a.baseFingerprint) bases.set(a.baseFingerprint, a.baseModelName ?? a.baseFingerprint.slice(0, 12));
+
+  const action = useAction();
+  const changed = () => {
+    all.reload();
+    tags.reload();
+    adapters.reload();
+  };
+  const remove = (a: Adapter) => confirm(`Move “${a.name}” to the trash?`) && void action.run(() => api.call('shelf.delete', { id: a.id })).then(changed);
+  const restore = (a: Adapter) => void action.run(() => api.call('shelf.restore', { id: a.id })).then(changed);
 
   const list = adapters.data ?? [];
   const filtered = base || tag || method || search.trim();
@@ -87,6 +97,7 @@ export function ShelfPage() {
         </div>
       </div>
       {adapters.error ? <ErrorNotice error={adapters.error} onRetry={adapters.reload} /> : null}
+      {action.error ? <ErrorNotice error={action.error} /> : null}
       {!adapters.data && adapters.loading && <Spinner />}
       {adapters.data && list.length === 0 && (
         <EmptyState
@@ -96,12 +107,18 @@ export function ShelfPage() {
           {filtered ? 'Clear a filter to see more.' : trash ? null : 'Adapters you train or import appear here.'}
         </EmptyState>
       )}
-      {list.length > 0 && (view === 'list' ? <AdapterTable adapters={list} /> : <AdapterGrid adapters={list} />)}
+      {list.length > 0 && (view === 'list' ? <AdapterTable adapters={list} busy={action.running} onDelete={remove} onRestore={restore} /> : <AdapterGrid adapters={list} />)}
     </div>
   );
 }
 
-function AdapterTable({ adapters }: { adapters: Adapter[] }) {
+interface TableActions {
+  busy: boolean;
+  onDelete: (a: Adapter) => void;
+  onRestore: (a: Adapter) => void;
+}
+
+function AdapterTable({ adapters, busy, onDelete, onRestore }: { adapters: Adapter[] } & TableActions) {
   return (
     <Card>
       <table className="w-full text-left text-sm" data-testid="shelf-table">
@@ -115,6 +132,7 @@ function AdapterTable({ adapters }: { adapters: Adapter[] }) {
             <th className="text-right">Size</th>
             <th>Dataset</th>
             <th>Created</th>
+            <th><span className="sr-only">Actions</span></th>
           </tr>
         </thead>
         <tbody>
@@ -130,6 +148,13 @@ function AdapterTable({ adapters }: { adapters: Adapter[] }) {
               <td className="text-right tabular-nums">{formatBytes(a.sizeBytes)}</td>
               <td>{a.datasetId !== null ? `#${a.datasetId}` : a.source === 'imported' ? 'imported' : '—'}</td>
               <td className="whitespace-nowrap text-stone-500">{formatDate(a.createdAt)}</td>
+              <td className="text-right">
+                {a.state === 'trashed' ? (
+                  <Button disabled={busy} aria-label={`Restore ${a.name}`} onClick={() => onRestore(a)}>Restore</Button>
+                ) : (
+                  <Button kind="ghost" disabled={busy} aria-label={`Delete ${a.name}`} onClick={() => onDelete(a)}>Delete</Button>
+                )}
+              </td>
             </tr>
           ))}
         </tbody>

@@ -106,11 +106,16 @@ export function TrainStep() {
         {control.error ? <ErrorNotice error={control.error} /> : null}
         {job?.error && <ErrorNotice error={new Error(job.error.message)} />}
         <ProgressBar fraction={total ? step / total : null} label={`Step ${step}${total ? ` of ${total}` : ''}`} />
+        {job?.status === 'paused' && job.lastCheckpoint && (
+          <p className="mt-2 text-sm" data-testid="job-checkpoint">
+            Paused with a checkpoint of step {checkpointStep(job.lastCheckpoint) ?? step}: <code className="font-mono text-xs">{job.lastCheckpoint}</code>. Resume continues from it.
+          </p>
+        )}
         <div className="mt-4 grid grid-cols-2 gap-4 md:grid-cols-5">
           <Stat label="loss" value={formatLoss(view.train.at(-1)?.loss)} />
           <Stat label="eval loss" value={formatLoss(view.eval.at(-1)?.loss)} />
           <Stat label="tokens / s" value={view.lastStep ? Math.round(view.lastStep.tokens_per_second).toLocaleString() : '—'} />
-          <Stat label="time left" value={active ? formatDuration(view.lastStep?.eta_seconds) : '—'} />
+          <Stat label="time left" value={active && job?.status !== 'paused' ? formatDuration(view.lastStep?.eta_seconds) : '—'} />
           <Stat label="memory" value={formatBytes(view.lastStep?.memory.peak_bytes)} hint="peak so far" />
         </div>
       </Card>
@@ -131,7 +136,7 @@ export function TrainStep() {
       )}
       <StepNav
         canNext={job?.status === 'completed' && job.adapterId !== null}
-        blocker={active ? 'Training is still running.' : job?.status === 'completed' ? 'The adapter is being put on the shelf…' : 'The run did not complete.'}
+        blocker={job?.status === 'paused' ? 'The run is paused; resume it to finish.' : active ? 'Training is still running.' : job?.status === 'completed' ? 'The adapter is being put on the shelf…' : 'The run did not complete.'}
         onNext={() => updateWizard({ adapterId: job?.adapterId ?? null, step: 5 })}
         extra={
           !active && job?.status !== 'completed' ? (
@@ -141,6 +146,12 @@ export function TrainStep() {
       />
     </div>
   );
+}
+
+/** The step of a checkpoint folder (…/checkpoints/step-000012 → 12), or null for another path. */
+function checkpointStep(path: string): number | null {
+  const match = /step-(\d+)[\\/]?$/.exec(path);
+  return match ? Number(match[1]) : null;
 }
 
 function Summary({ label, value }: { label: string; value: unknown }) {

@@ -1,16 +1,19 @@
 // The whole app in browser mode, driven like a person would: the real
 // services (shelf, jobs with engine child processes, models, estimate) behind
 // the real HTTP + WebSocket server, the built renderer in headless Chromium.
-// Walks the wizard on a tiny model with the demo's capitals data, trains a few
-// steps, evaluates base vs adapted, saves to the shelf, compares, and takes a
-// screenshot of every page.
+// Makes its tiny models with the `lora-studio make-tiny-model` command, walks
+// the wizard with the demo's capitals data, trains a few steps, evaluates base
+// vs adapted, saves to the shelf, deletes the adapter to the trash and restores
+// it, compares, pauses and resumes a second run, and takes a screenshot of
+// every page and of the trash.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import { createTinyModel } from '../../engine/model/tiny.ts';
 import { nodeChildLauncher } from '../../main/jobs/child-launcher.ts';
 import { startWebServer, type WebServer } from '../../main/server/server.ts';
 import { createServices, type Services } from '../../main/services.ts';
@@ -20,9 +23,17 @@ const CAPITALS = join(repoRoot, 'assets', 'demo', 'capitals.jsonl');
 /** Training and generation on two shared cores: generous, never a timing assertion. */
 const SLOW = 180_000;
 
+/** `lora-studio make-tiny-model <dir> [flags]` in a child process, as a person would type it. */
+async function makeTinyModel(dir: string, flags: string[] = []): Promise<void> {
+  const { stdout } = await promisify(execFile)(process.execPath, [join(repoRoot, 'bin', 'lora-studio.mjs'), 'make-tiny-model', dir, ...flags], { cwd: repoRoot });
+  assert.match(stdout, /Wrote a tiny llama model/);
+}
+
 describe('the app in browser mode', { skip: skipWithoutChromium }, () => {
   let temp: string;
   let modelDir: string;
+  /** Wider and deeper (~1 s per step here), so a run of a few steps is still running when Pause is clicked. */
+  let slowModelDir: string;
   let services: Services;
   let server: WebServer;
   let browser: Browser;
@@ -33,7 +44,9 @@ describe('the app in browser mode', { skip: skipWithoutChromium }, () => {
     buildRenderer();
     temp = mkdtempSync(join(tmpdir(), 'lora-studio-e2e-'));
     modelDir = join(temp, 'tiny-llama');
-    await createTinyModel(modelDir, { arch: 'llama', tokenizer: true });
+    slowModelDir = join(temp, 'wider-llama');
+    await makeTinyModel(modelDir);
+    await makeTinyModel(slowModelDir, ['--hidden-size', '512', '--intermediate-size', '1536', '--layers', '6', '--heads', '8', '--kv-heads', '4']);
     services = createServices({ appDataDir: join(temp, 'app-data'), launcher: nodeChildLauncher(), hfCacheDir: join(temp, 'empty-hf-cache') });
     server = await startWebServer({ dispatch: services.dispatch, events: services.events, rendererDir: rendererDist });
     browser = await launchBrowser();
@@ -151,6 +164,34 @@ describe('the app in browser mode', { skip: skipWithoutChromium }, () => {
     assert.match(await page.getByTestId('shelf-grid').innerText(), /Capitals \(e2e\)/);
   });
 
+  test('delete to the trash and restore, by clicking', { timeout: SLOW }, async () => {
+    await page.goto(`${server.url}#/shelf`);
+    await page.getByLabel('Tag').selectOption('');
+    await page.getByLabel('Method').selectOption('');
+    await page.getByRole('button', { name: 'List' }).click();
+    const table = page.getByTestId('shelf-table');
+    await table.waitFor();
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByRole('button', { name: 'Delete Capitals (e2e)' }).click();
+    await page.getByText('Your shelf is empty').waitFor();
+
+    await page.getByRole('button', { name: 'Trash', exact: true }).click();
+    await page.getByRole('heading', { level: 1, name: 'Trash' }).waitFor();
+    await table.waitFor();
+    assert.match(await table.innerText(), /Capitals \(e2e\)/);
+    await screenshot(page, 'shelf-trash');
+    await page.getByRole('button', { name: 'Restore Capitals (e2e)' }).click();
+    await page.getByText('The trash is empty').waitFor();
+
+    await page.getByRole('button', { name: '← Back to the shelf' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Shelf' }).waitFor();
+    await table.waitFor();
+    assert.match(await table.innerText(), /Capitals \(e2e\)/);
+    await page.getByRole('link', { name: 'Capitals (e2e)' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Capitals (e2e)' }).waitFor();
+    assert.equal(await page.getByText('In the trash').count(), 0);
+  });
+
   test('compare: the base and the adapter on one prompt, streamed', { timeout: SLOW }, async () => {
     await page.goto(`${server.url}#/compare`);
     await page.getByRole('heading', { level: 1, name: 'Compare' }).waitFor();
@@ -165,6 +206,39 @@ describe('the app in browser mode', { skip: skipWithoutChromium }, () => {
     assert.equal(texts.length, 2);
     for (const text of texts) assert.ok(text.length > 0, 'each side wrote something');
     await screenshot(page, 'compare');
+  });
+
+  test('pause and resume: the run stops with a checkpoint, then continues to the end', { timeout: 4 * SLOW }, async () => {
+    await page.goto(`${server.url}#/wizard`);
+    await page.getByTestId('wizard-step-1').waitFor();
+    await page.getByLabel('Folder path').fill(slowModelDir);
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    await page.getByRole('radio', { checked: true }).filter({ hasText: 'wider-llama' }).waitFor();
+    await page.getByRole('button', { name: 'Next →' }).click();
+    await page.getByLabel('Data file').fill(CAPITALS);
+    await page.getByRole('button', { name: 'Check data' }).click();
+    await page.getByTestId('data-report').waitFor({ timeout: SLOW });
+    await page.getByRole('button', { name: 'Next →' }).click();
+    await page.getByText('Advanced settings').click();
+    await page.getByRole('spinbutton', { name: 'Steps' }).fill('6');
+    await page.getByLabel('Sequence length').fill('128');
+    await page.locator('[data-testid=memory-bar][data-fits=true]').waitFor({ timeout: SLOW });
+    await page.getByRole('button', { name: 'Next →' }).click();
+
+    await page.getByRole('button', { name: /Start training/ }).click();
+    // Pause once a step has finished, so there is a step to checkpoint.
+    await page.getByText(/Step [1-5] of 6/).waitFor({ timeout: SLOW });
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await page.locator('[data-testid=job-status][data-status=paused]').waitFor({ timeout: SLOW });
+    const checkpoint = await page.getByTestId('job-checkpoint').innerText();
+    assert.match(checkpoint, /checkpoint of step [1-5]: .*step-0+[1-5]\b/);
+    await screenshot(page, 'wizard-4-paused');
+
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await page.locator('[data-testid=job-status][data-status=completed]').waitFor({ timeout: SLOW });
+    await page.getByText('Step 6 of 6').waitFor();
+    assert.equal(await page.getByTestId('job-checkpoint').count(), 0);
+    await screenshot(page, 'wizard-4-resumed');
   });
 
   test('this computer and settings show the machine and the app data folder', async () => {
