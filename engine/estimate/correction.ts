@@ -31,6 +31,7 @@ import type { TrainMethod } from './plan.ts';
 export const CORRECTION_MIN = 1;
 export const CORRECTION_MAX = 2;
 /** Used when a stored run configuration leaves a field out (engine/train/config.ts TRAIN_DEFAULTS). */
+const MiB = 1024 * 1024;
 const RUN_DEFAULTS = { seqLen: 512, batchSize: 1, gradientCheckpointing: true } as const;
 
 /** What the correction has a ratio for: each engine category, the engine total, the CPU process baseline. */
@@ -174,9 +175,11 @@ export function applyCorrection(estimate: MemoryEstimate, correction: MemoryCorr
 
 /**
  * fitSettings under the corrected estimate (`correctionOf` gives the
- * correction of a method, null where no run is comparable): while the
- * corrected estimate of the chosen settings is over the budget, search again
- * with the budget lowered by the overshoot (the choice only gets lighter).
+ * correction of a method, null where no run is comparable). fitSettings
+ * searches by the plain estimate, so it is asked again with the usable memory
+ * lowered: bisection (to 1 MiB) finds the smallest lowering whose choice's
+ * corrected total is within the real budget, or past which nothing fits
+ * (then nothing fits corrected either: a lighter choice never needs more).
  */
 export function fitWithCorrection(
   model: ModelShape, device: EstimateDevice, fixed: FixedChoices, correctionOf: (method: TrainMethod) => MemoryCorrection | null,
@@ -184,18 +187,26 @@ export function fitWithCorrection(
 ): { fit: FitResult; corrected: CorrectedEstimate | null } {
   const budget = budgetOf(device, safetyMargin);
   const usable = device.availableBytes ?? device.totalBytes;
-  let lowered = 0; // bytes taken off the usable memory
-  for (let attempt = 0; attempt < 12; attempt++) {
+  const attempt = (lowered: number) => {
     const fit = fitSettings(model, lowered ? { ...device, availableBytes: Math.max(0, usable - lowered) } : device, fixed, safetyMargin);
-    const result = { ...fit, budgetBytes: budget };
-    if (!fit.choices) return { fit: result, corrected: null };
-    // The estimate against the real device, so usable, fits and margin are this machine's.
-    const plain = estimateMemory(model, fit.choices, device);
+    if (!fit.choices) return { fit, corrected: null, done: true };
     const correction = correctionOf(fit.choices.method);
+    // Against the real device, so usable, fits and margin are this machine's.
+    const plain = estimateMemory(model, fit.choices, device);
     const corrected = correction && applyCorrection(plain, correction);
-    if (!corrected || corrected.totalBytes <= budget) return { fit: { ...result, estimate: plain }, corrected };
-    lowered += Math.ceil((corrected.totalBytes - budget) / (1 - safetyMargin));
+    return { fit: { ...fit, estimate: plain, budgetBytes: budget }, corrected, done: !corrected || corrected.totalBytes <= budget };
+  };
+  const first = attempt(0);
+  if (first.done) return { fit: first.fit, corrected: first.corrected };
+  let lo = 0; // not enough
+  let hi = usable; // enough (nothing fits with no memory at all)
+  while (hi - lo > MiB) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (attempt(mid).done) hi = mid;
+    else lo = mid;
   }
-  const suggestions = [`No settings stayed within ${device.name}'s budget once corrected by earlier runs on this machine; try QLoRA or a smaller model.`];
-  return { fit: { found: false, choices: null, estimate: null, budgetBytes: budget, safetyMargin, changes: [], suggestions }, corrected: null };
+  const last = attempt(hi);
+  if (last.fit.found) return { fit: last.fit, corrected: last.corrected };
+  const suggestions = [`No settings stay within ${device.name}'s budget once corrected by earlier runs on this machine (${first.corrected!.sentence}).`, ...first.fit.suggestions];
+  return { fit: { ...first.fit, found: false, choices: null, estimate: null, changes: [], suggestions }, corrected: null };
 }
