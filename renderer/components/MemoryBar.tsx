@@ -1,6 +1,9 @@
 // The memory estimate as one stacked bar: a segment per category (bytes),
 // drawn against the machine's usable memory. The bar's full width is
 // max(usable, total), so an over-budget run visibly overflows the capacity line.
+// With a correction from runs measured on this machine, the total is the
+// corrected one: the bytes it adds are drawn as one more segment, and the
+// sentence says where they come from.
 import { formatBytes } from '../format.ts';
 
 export interface MemorySegment {
@@ -17,10 +20,20 @@ const explanations: Record<string, string> = {
   optimizer: 'Adam’s two running averages per adapter weight',
   activations: 'values kept from the forward pass for the backward pass',
   workspace: 'scratch space for the maths',
+  'measured here': 'added because earlier runs on this machine used more than estimated',
 };
 
-export function MemoryBar({ segments, usableBytes, label }: { segments: MemorySegment[]; usableBytes: number; label: string }) {
-  const total = segments.reduce((sum, s) => sum + s.bytes, 0);
+/** The corrected total (bytes) and its plain sentence, e.g. "corrected by 3 earlier LoRA runs on this machine: activations +4%". */
+export interface MemoryCorrection {
+  totalBytes: number;
+  sentence: string;
+}
+
+export function MemoryBar({ segments: plain, usableBytes, label, correction }: { segments: MemorySegment[]; usableBytes: number; label: string; correction?: MemoryCorrection | undefined }) {
+  const plainTotal = plain.reduce((sum, s) => sum + s.bytes, 0);
+  const extra = correction ? Math.max(0, correction.totalBytes - plainTotal) : 0;
+  const segments = extra > 0 ? [...plain, { name: 'measured here', bytes: extra }] : plain;
+  const total = plainTotal + extra;
   const scale = Math.max(total, usableBytes, 1);
   const fits = total <= usableBytes;
   return (
@@ -33,6 +46,11 @@ export function MemoryBar({ segments, usableBytes, label }: { segments: MemorySe
           {fits ? `fits, ${formatBytes(usableBytes - total)} to spare` : `does not fit: ${formatBytes(total - usableBytes)} short`}
         </span>
       </div>
+      {correction && (
+        <p className="text-xs text-stone-600 dark:text-stone-400" data-testid="memory-correction">
+          {correction.sentence.charAt(0).toUpperCase() + correction.sentence.slice(1)}.
+        </p>
+      )}
       <div className="relative h-6 w-full overflow-hidden rounded-md bg-stone-200 dark:bg-stone-800" role="img" aria-label={`Memory: ${formatBytes(total)} of ${formatBytes(usableBytes)}`}>
         <div className="flex h-full">
           {segments.map((s, i) => (

@@ -70,12 +70,13 @@ export function MethodStep() {
             <MemoryBar
               label={`${estimate.data.device.kind === 'gpu' ? 'VRAM' : 'RAM'} (${estimate.data.device.name})`}
               usableBytes={estimate.data.usableBytes}
+              correction={estimate.data.correction}
               segments={[
                 ...CATEGORY_ORDER.map((name) => ({ name, bytes: estimate.data!.categories[name] ?? 0 })),
                 { name: 'runtime', bytes: estimate.data.overheadBytes },
               ]}
             />
-            {!estimate.data.fits && (
+            {!(estimate.data.correction?.fits ?? estimate.data.fits) && (
               <p className="mt-3 text-sm">
                 To make it fit: choose QLoRA, a shorter sequence length, a smaller batch, or turn on “Save memory”.{' '}
                 <Button kind="ghost" onClick={() => void fit(wizard.modelPath, choices)}>Find settings that fit</Button>
@@ -85,7 +86,7 @@ export function MethodStep() {
         )}
       </Card>
 
-      <StepNav canNext={choices.targets.length > 0 && (estimate.data?.fits ?? true)} blocker={choices.targets.length === 0 ? 'Choose at least one layer to adapt.' : 'These settings do not fit this machine’s memory.'} />
+      <StepNav canNext={choices.targets.length > 0 && (estimate.data?.correction?.fits ?? estimate.data?.fits ?? true)} blocker={choices.targets.length === 0 ? 'Choose at least one layer to adapt.' : 'These settings do not fit this machine’s memory.'} />
     </div>
   );
 }
