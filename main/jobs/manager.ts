@@ -106,7 +106,8 @@ export class JobManager {
   private readonly library: Library;
   private readonly launcher: EngineLauncher;
   private readonly runsDir: string;
-  private readonly machine: string;
+  /** The machine name the runs of this manager are recorded under. */
+  readonly machine: string;
   private readonly onInternalError: (error: unknown) => void;
   private readonly entries = new Map<string, Entry>();
   private readonly queue: string[] = [];
