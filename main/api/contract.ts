@@ -145,11 +145,23 @@ export const DownloadSchema = z.object({
   file: z.string().nullable(),
   bytesDone: bytes,
   bytesTotal: bytes.nullable(),
+  /** Average network speed since the download started (bytes per second); null before the first progress. */
+  bytesPerSecond: z.number().min(0).nullable(),
   /** Where the model is (once done). */
   path: path.nullable(),
   error: z.string().nullable(),
 });
 export type Download = z.infer<typeof DownloadSchema>;
+
+export const StartDownloadInputSchema = z.object({
+  repo: nonEmpty,
+  revision: nonEmpty.optional(),
+  /**
+   * Hugging Face access token for gated or private repos, sent to the hub for
+   * this download only: never logged, never stored, never in a Download.
+   */
+  token: z.string().trim().min(1).max(1000).optional(),
+});
 
 // ---- data ---------------------------------------------------------------------------------
 
@@ -514,7 +526,7 @@ export const API = {
   'models.list': method(empty, z.array(ModelEntrySchema)),
   'models.addFolder': method(z.object({ path }), ModelEntrySchema),
   'models.suggested': method(empty, z.array(SuggestedModelSchema)),
-  'models.startDownload': method(z.object({ repo: nonEmpty, revision: nonEmpty.optional() }), DownloadSchema),
+  'models.startDownload': method(StartDownloadInputSchema, DownloadSchema),
   'models.cancelDownload': method(z.object({ downloadId: nonEmpty }), DownloadSchema),
   'models.downloads': method(empty, z.array(DownloadSchema)),
 

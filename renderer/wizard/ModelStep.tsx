@@ -1,5 +1,7 @@
 // Step 1: the base model. A folder on disk, one found in the Hugging Face
-// cache, or a suggested model downloaded here (with progress).
+// cache, or a suggested model downloaded here (with progress and speed). Gated
+// models take a hub token, held in this page's memory only (never in the
+// wizard's sessionStorage) and sent with the download call.
 import { useState } from 'react';
 import { api, type Download, type ModelEntry } from '../api/client.ts';
 import { Badge, Button, Card, EmptyState, ErrorNotice, Field, ProgressBar, Spinner, TextInput } from '../components/ui.tsx';
@@ -15,6 +17,7 @@ export function ModelStep() {
   const [folder, setFolder] = useState('');
   const add = useAction();
   const [downloads, setDownloads] = useState<Record<string, Download>>({});
+  const [hubToken, setHubToken] = useState('');
 
   useEvents('download', (download) => {
     setDownloads((all) => ({ ...all, [download.repo]: download }));
@@ -94,6 +97,11 @@ export function ModelStep() {
       </Card>
 
       <Card title="Suggested models">
+        <div className="mb-3 max-w-md">
+          <Field label="Hugging Face token (for gated models)" hint="Used for the download only; never saved. Accept the model's licence on its hub page first.">
+            {(id) => <TextInput id={id} type="password" autoComplete="off" spellCheck={false} value={hubToken} onChange={(e) => setHubToken(e.target.value)} placeholder="hf_…" />}
+          </Field>
+        </div>
         {suggested.error ? <ErrorNotice error={suggested.error} onRetry={suggested.reload} /> : null}
         {!suggested.data && suggested.loading && <Spinner />}
         {suggested.data && (
@@ -106,11 +114,12 @@ export function ModelStep() {
                     <div>
                       <div className="font-medium">{s.name}</div>
                       <div className="text-xs text-stone-500">{s.repo} · {formatParameters(s.parameters)} · {formatBytes(s.downloadBytes)}</div>
+                      {s.gated && <Badge tone="warn">gated: needs a token</Badge>}
                     </div>
                     {s.fitsLora === false && s.fitsQlora === false ? <Badge tone="bad">too big here</Badge> : s.fitsLora === false ? <Badge tone="warn">QLoRA only</Badge> : s.fitsLora ? <Badge tone="good">fits</Badge> : null}
                   </div>
                   <p className="text-sm text-stone-600 dark:text-stone-400">{s.why}</p>
-                  <DownloadControl repo={s.repo} local={s.local} download={download} onStarted={(d) => setDownloads((all) => ({ ...all, [d.repo]: d }))} />
+                  <DownloadControl repo={s.repo} token={hubToken.trim()} local={s.local} download={download} onStarted={(d) => setDownloads((all) => ({ ...all, [d.repo]: d }))} />
                 </li>
               );
             })}
@@ -123,7 +132,7 @@ export function ModelStep() {
   );
 }
 
-function DownloadControl({ repo, local, download, onStarted }: { repo: string; local: boolean; download: Download | undefined; onStarted: (d: Download) => void }) {
+function DownloadControl({ repo, token, local, download, onStarted }: { repo: string; token: string; local: boolean; download: Download | undefined; onStarted: (d: Download) => void }) {
   const action = useAction();
   if (local && !download) return <Badge tone="good">on this computer</Badge>;
   const active = download && (download.status === 'queued' || download.status === 'downloading' || download.status === 'verifying');
@@ -132,7 +141,7 @@ function DownloadControl({ repo, local, download, onStarted }: { repo: string; l
       {download && active && (
         <ProgressBar
           fraction={download.bytesTotal ? download.bytesDone / download.bytesTotal : null}
-          label={`${download.status === 'verifying' ? 'Checking' : 'Downloading'} ${download.file ?? ''} · ${formatBytes(download.bytesDone)}${download.bytesTotal ? ` of ${formatBytes(download.bytesTotal)}` : ''}`}
+          label={`${download.status === 'verifying' ? 'Checking' : 'Downloading'} ${download.file ?? ''} · ${formatBytes(download.bytesDone)}${download.bytesTotal ? ` of ${formatBytes(download.bytesTotal)}` : ''}${download.bytesPerSecond ? ` · ${formatBytes(download.bytesPerSecond)}/s` : ''}`}
         />
       )}
       {download?.status === 'done' && <Badge tone="good">downloaded: choose it above</Badge>}
@@ -142,7 +151,7 @@ function DownloadControl({ repo, local, download, onStarted }: { repo: string; l
           <Button onClick={() => void action.run(() => api.call('models.cancelDownload', { downloadId: download.downloadId }))}>Cancel download</Button>
         ) : (
           download?.status !== 'done' && (
-            <Button disabled={action.running} onClick={() => void action.run(async () => onStarted(await api.call('models.startDownload', { repo })))}>
+            <Button disabled={action.running} onClick={() => void action.run(async () => onStarted(await api.call('models.startDownload', token ? { repo, token } : { repo })))}>
               Download
             </Button>
           )

@@ -69,6 +69,8 @@ describe('the app in browser mode', { skip: skipWithoutChromium }, () => {
     // 1. Base model: an empty list at first, then the tiny model's folder.
     await page.getByTestId('empty-state').waitFor();
     await screenshot(page, 'wizard-1-model-empty');
+    // Gated models take a hub token, typed into a password field.
+    assert.equal(await page.getByLabel('Hugging Face token (for gated models)').getAttribute('type'), 'password');
     await page.getByLabel('Folder path').fill(join(temp, 'no-such-folder'));
     await page.getByRole('button', { name: 'Add', exact: true }).click();
     await page.getByRole('alert').filter({ hasText: 'no-such-folder' }).waitFor();

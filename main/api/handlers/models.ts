@@ -1,6 +1,7 @@
 // The base-model calls: the models the app knows (folders the user added, and
 // what the Hugging Face cache holds), suggestions, and hub downloads into
-// <appData>/models with progress on the 'download' channel. A finished
+// <appData>/models with progress (bytes, speed) on the 'download' channel. A
+// gated repo takes a hub token, used for that download only. A finished
 // download is recorded in the library's catalogue, like an added folder.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -63,13 +64,15 @@ export function modelHandlers(opts: ModelHandlerOptions): ModelHandlers {
     return [...entries.values()];
   };
 
-  const run = async (id: string, repo: string, revision: string, signal: AbortSignal) => {
+  // The token lives in this call's closure only: not in the Download state (sent to the renderer), the library or any log.
+  const run = async (id: string, repo: string, revision: string, token: string | undefined, signal: AbortSignal) => {
     try {
       update(id, { status: 'downloading' });
       const result = await downloadModel({
         repo, revision, dest: downloadsDir, signal, progressIntervalMs: 250,
         ...(opts.hubEndpoint ? { endpoint: opts.hubEndpoint } : {}),
-        onProgress: (p) => update(id, { file: p.file, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal }),
+        ...(token ? { token } : {}),
+        onProgress: (p) => update(id, { file: p.file, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, bytesPerSecond: p.bytesPerSecond }),
       });
       update(id, { status: 'verifying', file: null });
       await library.catalog.addBaseModel(result.dir);
@@ -94,14 +97,14 @@ export function modelHandlers(opts: ModelHandlerOptions): ModelHandlers {
         fitsLora: s.fitsLora, fitsQlora: s.fitsQlora, local: local.has(s.model.repo), licence: s.model.licence, gated: s.model.gated, reason: s.reason,
       }));
     },
-    'models.startDownload': ({ repo, revision = 'main' }) => {
+    'models.startDownload': ({ repo, revision = 'main', token }) => {
       const busy = [...downloads.values()].find((d) => d.state.repo === repo && ['queued', 'downloading', 'verifying'].includes(d.state.status));
       if (busy) return { ...busy.state };
       const downloadId = randomBytes(8).toString('hex');
-      const state: Download = { downloadId, repo, revision, status: 'queued', file: null, bytesDone: 0, bytesTotal: null, path: null, error: null };
+      const state: Download = { downloadId, repo, revision, status: 'queued', file: null, bytesDone: 0, bytesTotal: null, bytesPerSecond: null, path: null, error: null };
       const abort = new AbortController();
       downloads.set(downloadId, { state, abort });
-      void run(downloadId, repo, revision, abort.signal);
+      void run(downloadId, repo, revision, token, abort.signal);
       return { ...state };
     },
     'models.cancelDownload': ({ downloadId }) => {
