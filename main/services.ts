@@ -82,7 +82,7 @@ export function createServices(opts: ServicesOptions): Services {
     ...modelHandlers({ library, events, appDataDir, hfCacheDir: opts.hfCacheDir, hubEndpoint: opts.hubEndpoint, system: systemInfo }),
 
     // ---- data, estimate
-    ...engineHandlers(),
+    ...engineHandlers({ measuredRuns: () => library.measuredPeaks(jobs.machine) }),
 
     // ---- jobs
     'jobs.startTraining': ({ name, config, addToShelf }) => {

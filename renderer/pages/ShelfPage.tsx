@@ -121,7 +121,7 @@ interface TableActions {
 function AdapterTable({ adapters, busy, onDelete, onRestore }: { adapters: Adapter[] } & TableActions) {
   return (
     <Card>
-      <table className="w-full text-left text-sm" data-testid="shelf-table">
+      <table className="w-full text-left text-sm [&_td]:px-2 [&_th]:px-2" data-testid="shelf-table">
         <thead className="text-xs uppercase text-stone-500">
           <tr>
             <th className="py-1">Name</th>
