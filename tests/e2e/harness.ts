@@ -59,7 +59,15 @@ export async function serveStatic(): Promise<{ url: string; close: () => Promise
   });
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
   const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}/`, close: () => new Promise((done) => server.close(() => done())) };
+  // closeAllConnections: the browser keeps connections open, which would hold close() forever.
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    close: () =>
+      new Promise((done) => {
+        server.close(() => done());
+        server.closeAllConnections();
+      }),
+  };
 }
 
 export async function screenshot(page: Page, name: string): Promise<void> {
