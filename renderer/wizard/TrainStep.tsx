@@ -106,6 +106,24 @@ export function TrainStep() {
         {control.error ? <ErrorNotice error={control.error} /> : null}
         {job?.error && <ErrorNotice error={new Error(job.error.message)} />}
         <ProgressBar fraction={total ? step / total : null} label={`Step ${step}${total ? ` of ${total}` : ''}`} />
+        {job?.status === 'failed' && job.oomOffer && (
+          <div className="mt-2 flex flex-wrap items-center justify-between gap-2 rounded-md border border-amber-300 bg-amber-50 p-3 text-sm dark:border-amber-700 dark:bg-amber-950/40" data-testid="oom-offer">
+            <p>{job.oomOffer.explanation}</p>
+            <Button
+              kind="primary"
+              disabled={control.running}
+              onClick={() =>
+                void control.run(async () => {
+                  const next = await api.call('jobs.acceptOomOffer', { jobId: job.id });
+                  updateWizard({ jobId: next.id, adapterId: null });
+                  return next;
+                })
+              }
+            >
+              Train with smaller settings
+            </Button>
+          </div>
+        )}
         {job?.status === 'paused' && job.lastCheckpoint && (
           <p className="mt-2 text-sm" data-testid="job-checkpoint">
             Paused with a checkpoint of step {checkpointStep(job.lastCheckpoint) ?? step}: <code className="font-mono text-xs">{job.lastCheckpoint}</code>. Resume continues from it.
