@@ -401,6 +401,8 @@ export const AdapterSchema = z.object({
   baseFingerprint: z.string().nullable(),
   baseModelName: z.string().nullable(),
   datasetId: count.nullable(),
+  /** The dataset's name, or the data file of the run that trained it. */
+  datasetName: z.string().nullable().optional(),
   runId: count.nullable(),
   evalLoss: z.number().nullable(),
   tags: z.array(z.string()),

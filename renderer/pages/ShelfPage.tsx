@@ -146,7 +146,7 @@ function AdapterTable({ adapters, busy, onDelete, onRestore }: { adapters: Adapt
               <td className="space-x-1">{a.tags.map((t) => <Badge key={t}>{t}</Badge>)}</td>
               <td className="text-right tabular-nums">{formatLoss(a.evalLoss)}</td>
               <td className="text-right tabular-nums">{formatBytes(a.sizeBytes)}</td>
-              <td>{a.datasetId !== null ? `#${a.datasetId}` : a.source === 'imported' ? 'imported' : '—'}</td>
+              <td>{a.datasetName ?? (a.datasetId !== null ? `#${a.datasetId}` : a.source === 'imported' ? 'imported' : '—')}</td>
               <td className="whitespace-nowrap text-stone-500">{formatDate(a.createdAt)}</td>
               <td className="text-right">
                 {a.state === 'trashed' ? (

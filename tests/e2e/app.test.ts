@@ -154,6 +154,7 @@ describe('the app in browser mode', { skip: skipWithoutChromium }, () => {
     await table.waitFor();
     assert.match(await table.innerText(), /Capitals \(e2e\)/);
     assert.match(await table.innerText(), /capitals/);
+    assert.match(await table.innerText(), /capitals\.jsonl/, 'the dataset column names the data file');
     await screenshot(page, 'shelf-list');
     await page.getByRole('button', { name: 'Grid' }).click();
     await page.getByTestId('shelf-grid').waitFor();

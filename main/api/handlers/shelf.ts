@@ -17,11 +17,17 @@ type ShelfMethods = 'shelf.list' | 'shelf.tags' | 'shelf.get' | 'shelf.rename' |
 export type ShelfHandlers = Pick<ApiHandlers, ShelfMethods>;
 
 export function shelfHandlers(library: Library): ShelfHandlers {
+  // The data an adapter was trained on, in words: the dataset's name, else the run's data file.
+  const withDatasetName = <A extends { datasetId: number | null; runId: number | null }>(a: A): A & { datasetName: string | null } => {
+    const dataset = a.datasetId != null ? library.catalog.findDataset(a.datasetId) : null;
+    const run = !dataset && a.runId != null ? library.runs.find(a.runId) : null;
+    return { ...a, datasetName: dataset?.name ?? (run ? path.basename(run.config.data) : null) };
+  };
   return {
-    'shelf.list': (query) => library.listAdapters(query),
+    'shelf.list': (query) => library.listAdapters(query).map(withDatasetName),
     'shelf.tags': () => library.adapters.tagSummary(),
     'shelf.get': ({ id }) => {
-      const adapter = library.adapters.get(id);
+      const adapter = withDatasetName(library.adapters.get(id));
       const run = adapter.runId != null ? library.runs.find(adapter.runId) : null;
       return {
         adapter,
