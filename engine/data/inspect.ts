@@ -38,8 +38,20 @@ export interface DataReport {
   duplicates: number;
   chatTemplate: 'model' | 'fallback';
   /** The first example, cut into trained and untrained text. */
-  firstExample: { line: number; tokens: number; spans: TrainedSpan[]; rendered: string } | null;
+  firstExample: RenderedExample | null;
+  /** The first few examples (FIRST_EXAMPLES), rendered the same way. */
+  renderedExamples: RenderedExample[];
 }
+
+export interface RenderedExample {
+  line: number;
+  tokens: number;
+  spans: TrainedSpan[];
+  rendered: string;
+}
+
+/** How many examples a report renders. */
+export const FIRST_EXAMPLES = 3;
 
 export async function inspectData(modelDir: string, dataFile: string, opts: InspectOptions = {}): Promise<DataReport> {
   const data = await TrainingData.open(modelDir, dataFile, { ...opts, maxSeqLen: opts.maxSeqLen ?? 2048 });
@@ -49,7 +61,7 @@ export async function inspectData(modelDir: string, dataFile: string, opts: Insp
   let trained = 0;
   let duplicates = 0;
   const seen = new Set<string>();
-  let firstExample: DataReport['firstExample'] = null;
+  const rendered: RenderedExample[] = [];
   for await (const e of data.examples()) {
     if (count === lengths.length) {
       const grown = new Int32Array(lengths.length * 2);
@@ -63,9 +75,9 @@ export async function inspectData(modelDir: string, dataFile: string, opts: Insp
     const hash = createHash('sha256').update(content).digest('base64');
     if (seen.has(hash)) duplicates++;
     else seen.add(hash);
-    if (!firstExample) {
+    if (rendered.length < FIRST_EXAMPLES) {
       const spans = trainedSpans(data.tokenizer, e.inputIds, e.labels);
-      firstExample = { line: e.line, tokens: e.inputIds.length, spans, rendered: renderSpans(spans) };
+      rendered.push({ line: e.line, tokens: e.inputIds.length, spans, rendered: renderSpans(spans) });
     }
   }
   const sorted = lengths.slice(0, count).sort();
@@ -89,7 +101,8 @@ export async function inspectData(modelDir: string, dataFile: string, opts: Insp
     noTrainedTokens: stats.noTrainedTokens,
     duplicates,
     chatTemplate: data.tokenizer.chatTemplate.isFallback ? 'fallback' : 'model',
-    firstExample,
+    firstExample: rendered[0] ?? null,
+    renderedExamples: rendered,
   };
 }
 

@@ -178,6 +178,13 @@ export const InspectDataInputSchema = z.object({
 });
 
 /** engine/data/inspect.ts DataReport. */
+const RenderedExampleSchema = z.object({
+  line: count,
+  tokens: count,
+  spans: z.array(z.object({ text: z.string(), trained: z.boolean() })),
+  rendered: z.string(),
+});
+
 export const DataReportSchema = z.object({
   file: z.string(),
   format: z.string(),
@@ -194,9 +201,9 @@ export const DataReportSchema = z.object({
   noTrainedTokens: count,
   duplicates: count,
   chatTemplate: z.enum(['model', 'fallback']),
-  firstExample: z
-    .object({ line: count, tokens: count, spans: z.array(z.object({ text: z.string(), trained: z.boolean() })), rendered: z.string() })
-    .nullable(),
+  firstExample: RenderedExampleSchema.nullable(),
+  /** The first few examples. */
+  renderedExamples: z.array(RenderedExampleSchema).optional(),
 });
 export type DataReport = z.infer<typeof DataReportSchema>;
 

@@ -96,14 +96,19 @@ function DataReportView({ report }: { report: DataReport }) {
           </ul>
         </details>
       )}
-      {report.firstExample && (
-        <div className="mt-4">
+      {(report.renderedExamples ?? (report.firstExample ? [report.firstExample] : [])).map((example, i) => (
+        <div className="mt-4" key={example.line} data-testid="rendered-example">
           <div className="mb-1 text-sm font-medium">
-            First example (line {report.firstExample.line}, {report.firstExample.tokens} tokens) — <mark className="rounded bg-emerald-200 px-1 text-emerald-950 dark:bg-emerald-800 dark:text-emerald-50">highlighted</mark> text is what the model learns to write
+            {i === 0 ? 'First example' : `Example ${i + 1}`} (line {example.line}, {example.tokens} tokens)
+            {i === 0 && (
+              <>
+                {' '}— <mark className="rounded bg-emerald-200 px-1 text-emerald-950 dark:bg-emerald-800 dark:text-emerald-50">highlighted</mark> text is what the model learns to write
+              </>
+            )}
           </div>
-          <TrainedSpans spans={report.firstExample.spans} />
+          <TrainedSpans spans={example.spans} />
         </div>
-      )}
+      ))}
     </Card>
   );
 }

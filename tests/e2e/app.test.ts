@@ -90,6 +90,7 @@ describe('the app in browser mode', { skip: skipWithoutChromium }, () => {
     await report.waitFor({ timeout: SLOW });
     assert.match(await report.innerText(), /chat/);
     assert.match(await page.getByTestId('trained-spans').locator('mark').first().innerText(), /capital/);
+    assert.equal(await page.getByTestId('rendered-example').count(), 3, 'the first three examples are shown');
     await screenshot(page, 'wizard-2-data');
     await page.getByRole('button', { name: 'Next →' }).click();
 

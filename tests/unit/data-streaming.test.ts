@@ -101,6 +101,9 @@ describe('inspectData', () => {
       ]);
       assert.equal(r.firstExample!.rendered, '<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n⟦Yo<|im_end|>⟧\n');
       assert.match(renderSpans(r.firstExample!.spans, { color: true }), /\x1b\[32mYo<\|im_end\|>\x1b\[39m/);
+      assert.deepEqual(r.renderedExamples.map((e) => e.line), [1, 2, 3], 'the first three good examples are rendered');
+      assert.deepEqual(r.renderedExamples[0], r.firstExample);
+      assert.match(r.renderedExamples[2]!.rendered, /A longer question here/);
 
       const txt = await inspectData(model, path.join(FIXTURES, 'plain.txt'), { maxSeqLen: 32 });
       assert.equal(txt.format, 'txt');
