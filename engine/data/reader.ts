@@ -145,7 +145,11 @@ export class Dataset {
           }
         }
       }
-      if (detected === null) throw new DataError(`${file}: the file has no records`, file);
+      if (detected === null) {
+        // Every line was bad: say why, not merely that nothing was found.
+        collector.refuseIfAny();
+        throw new DataError(`${file}: the file has no records`, file);
+      }
       format = detected;
     } else {
       const delimiter = path.extname(file).toLowerCase() === '.tsv' ? '\t' : ',';
@@ -185,17 +189,7 @@ export class Dataset {
       format = detected;
     }
 
-    if (collector.count > 0 && !opts.skipBadRecords) {
-      const listed = collector.problems.map((p) => `  ${formatProblem(p)}`).join('\n');
-      const more = collector.count > collector.problems.length ? `\n  … and ${collector.count - collector.problems.length} more` : '';
-      throw new DataError(
-        `${file}: ${collector.count} bad record${collector.count === 1 ? '' : 's'}:\n${listed}${more}\n` +
-          'Fix them, or skip bad records (they are then left out and counted).',
-        file,
-        collector.problems,
-        collector.count,
-      );
-    }
+    if (!opts.skipBadRecords) collector.refuseIfAny();
     if (index.count === 0) throw new DataError(`${file}: no usable records`, file, collector.problems, collector.count);
     const [offsets, lines] = index.finish();
     return new Dataset(path.resolve(file), container, format, index.count, collector.count, collector.problems, offsets, lines, csv, jsonItems);
@@ -290,6 +284,20 @@ class ProblemCollector {
   add(line: number, message: string): void {
     this.count++;
     if (this.problems.length < this.limit) this.problems.push({ file: this.file, line, message });
+  }
+
+  /** Refuses the file when any record was bad, listing the first problems. */
+  refuseIfAny(): void {
+    if (this.count === 0) return;
+    const listed = this.problems.map((p) => `  ${formatProblem(p)}`).join('\n');
+    const more = this.count > this.problems.length ? `\n  … and ${this.count - this.problems.length} more` : '';
+    throw new DataError(
+      `${this.file}: ${this.count} bad record${this.count === 1 ? '' : 's'}:\n${listed}${more}\n` +
+        'Fix them, or skip bad records (they are then left out and counted).',
+      this.file,
+      this.problems,
+      this.count,
+    );
   }
 }
 

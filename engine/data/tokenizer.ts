@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { ModelLoadError } from '../model/errors.ts';
 import { ChatTemplate, FALLBACK_CHAT_TEMPLATE } from './template.ts';
+import { checkModelFolder } from '../model/folder.ts';
 
 export class ModelTokenizer {
   private constructor(
@@ -25,7 +26,7 @@ export class ModelTokenizer {
   ) {}
 
   static async load(modelDir: string): Promise<ModelTokenizer> {
-    const dir = path.resolve(modelDir);
+    const dir = await checkModelFolder(modelDir);
     const tokenizerFile = path.join(dir, 'tokenizer.json');
     const tokenizerJson = await readJson(tokenizerFile, true);
     const config = (await readJson(path.join(dir, 'tokenizer_config.json'), false)) ?? {};

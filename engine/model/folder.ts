@@ -76,7 +76,8 @@ const SAFE_WEIGHTS = 'model.safetensors';
 const SAFE_WEIGHTS_INDEX = 'model.safetensors.index.json';
 const PICKLE_PATTERN = /\.(bin|pt|pth|ckpt|pkl|pickle)$|^pytorch_model\.bin\.index\.json$/i;
 
-export async function planModelLoad(dir: string): Promise<LoadPlan> {
+/** The absolute path of a model folder, refused with a clear message when it is missing or a file. */
+export async function checkModelFolder(dir: string): Promise<string> {
   const root = path.resolve(dir);
   const rootStat = await stat(root).catch(() => null);
   if (!rootStat) {
@@ -85,6 +86,11 @@ export async function planModelLoad(dir: string): Promise<LoadPlan> {
   if (!rootStat.isDirectory()) {
     throw new ModelLoadError(`${root} is a file, not a model folder. Choose the folder that holds config.json.`, root);
   }
+  return root;
+}
+
+export async function planModelLoad(dir: string): Promise<LoadPlan> {
+  const root = await checkModelFolder(dir);
   const entries = new Set(await readdir(root));
 
   // --- config --------------------------------------------------------------

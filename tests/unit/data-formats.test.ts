@@ -194,4 +194,12 @@ describe('bad records', () => {
       await expectDataError(Dataset.open(file), [[3, /broken JSON/]]);
     });
   });
+
+  it('names the broken line when no line of the file is good', async () => {
+    await withTempDir(async (dir) => {
+      const file = path.join(dir, 'data.jsonl');
+      await writeFile(file, '{"messages": [\n');
+      await expectDataError(Dataset.open(file), [[1, /broken JSON/]]);
+    });
+  });
 });
