@@ -8,6 +8,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { ModelLoadError } from '../model/errors.ts';
 import { ChatTemplate, FALLBACK_CHAT_TEMPLATE } from './template.ts';
 import { checkModelFolder } from '../model/folder.ts';
+import type { ChatMessage } from './formats.ts';
 
 export class ModelTokenizer {
   private constructor(
@@ -78,6 +79,11 @@ export class ModelTokenizer {
   encode(text: string, addSpecialTokens = false): number[] {
     if (text === '') return addSpecialTokens && this.addsBos ? [this.bosTokenId!] : [];
     return this.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  /** Token ids of a conversation rendered by the chat template with the assistant turn opened, ready to generate from. */
+  encodeChatPrompt(messages: readonly ChatMessage[]): number[] {
+    return this.encode(this.chatTemplate.render(messages, { addGenerationPrompt: true }), false);
   }
 
   decode(ids: ArrayLike<number>, skipSpecialTokens = false): string {

@@ -214,7 +214,7 @@ async function compareTrained(modelDir: string, adapterDir: string, settings: De
     await loadPeftAdapter(model, adapterDir, 'capitals');
     // Prompts are plain questions; encoding wraps each in the chat template as a user turn.
     const chat: TextCodec = {
-      encode: (question) => tokenizer.encode(tokenizer.chatTemplate.render([{ role: 'user', content: question }], { addGenerationPrompt: true })),
+      encode: (question) => tokenizer.encodeChatPrompt([{ role: 'user', content: question }]),
       decode: (ids) => tokenizer.decode(ids),
     };
     return await compareOutputs(model, 'capitals', settings.prompts.map((p) => p.prompt), { tokenizer: chat, greedy: true, maxTokens: settings.maxTokens, signal });

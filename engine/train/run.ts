@@ -237,8 +237,8 @@ async function train(config: TrainConfig, opts: RunOptions, resume: Resume | nul
     };
     const sample = async () => {
       for (const prompt of config.samplePrompts) {
-        const text = tokenizer.chatTemplate.render([{ role: 'user', content: prompt }], { addGenerationPrompt: true });
-        const r = await generateAll(model, tokenizer.encode(text), { greedy: true, maxTokens: config.sampleMaxTokens, decode: (ids) => tokenizer.decode(ids), signal });
+        const ids = tokenizer.encodeChatPrompt([{ role: 'user', content: prompt }]);
+        const r = await generateAll(model, ids, { greedy: true, maxTokens: config.sampleMaxTokens, decode: (ids) => tokenizer.decode(ids), signal });
         if (r.finishReason === 'cancelled') return;
         emit({ type: 'sample', step, prompt, output: r.text ?? '' });
       }

@@ -87,13 +87,11 @@ async function runJob(port: Transport, message: Exclude<ToEngine, { type: 'stop'
 
 /** Chat-templated prompt ids, like `lora-studio generate` without --raw. */
 function promptIds(tokenizer: ModelTokenizer, prompt: string): number[] {
-  let text: string;
   try {
-    text = tokenizer.chatTemplate.render([{ role: 'user', content: prompt }], { addGenerationPrompt: true });
+    return tokenizer.encodeChatPrompt([{ role: 'user', content: prompt }]);
   } catch (e) {
     throw new UserError(`the model's chat template refused the prompt (${(e as Error).message})`);
   }
-  return tokenizer.encode(text, false);
 }
 
 export interface CompareJobResult {

@@ -96,14 +96,12 @@ export function promptTokens(tokenizer: ModelTokenizer, flags: { prompt: string;
     ...(flags.system !== undefined ? [{ role: 'system' as const, content: flags.system }] : []),
     { role: 'user' as const, content: flags.prompt },
   ];
-  let text: string;
   try {
-    text = tokenizer.chatTemplate.render(messages, { addGenerationPrompt: true });
+    return tokenizer.encodeChatPrompt(messages);
   } catch (e) {
     throw new UserError(
       `the model's chat template refused the prompt (${(e as Error).message}); ` +
         `${flags.system !== undefined ? 'leave out --system, or ' : ''}use --raw to skip the template.`,
     );
   }
-  return tokenizer.encode(text, false);
 }
