@@ -12,8 +12,8 @@
 // and ends with EOS. Lines are tokenized one at a time (with their newline).
 import { RecordProblem } from './errors.ts';
 import type { Example } from './formats.ts';
-import { countTrained, encodeExample, IGNORE, type LossOn } from './masks.ts';
-import { Dataset, decodeUtf8, scanLines, type DatasetOptions } from './reader.ts';
+import { countTrained, encodeExample, IGNORE, type EncodedExample, type LossOn } from './masks.ts';
+import { Dataset, decodeUtf8, scanLines, type DatasetOptions, type DatasetRecord } from './reader.ts';
 import { ModelTokenizer } from './tokenizer.ts';
 import { DataError } from './errors.ts';
 
@@ -82,18 +82,9 @@ export class TrainingData {
       yield* this.windows(from);
       return;
     }
-    const { maxSeqLen, lossOn, truncation } = this.options;
+    const { maxSeqLen, truncation } = this.options;
     for await (const record of this.dataset.records(from)) {
-      let encoded;
-      try {
-        encoded = encodeExample(this.tokenizer, record.example, lossOn);
-      } catch (e) {
-        if (e instanceof RecordProblem)
-          throw new DataError(`${this.dataset.file}:${record.line}: ${e.message}`, this.dataset.file, [
-            { file: this.dataset.file, line: record.line, message: e.message },
-          ]);
-        throw e;
-      }
+      const encoded = this.encode(record);
       const fullLength = encoded.inputIds.length;
       const truncated = fullLength > maxSeqLen;
       if (truncated) {
@@ -120,16 +111,7 @@ export class TrainingData {
   async exampleAt(i: number): Promise<TokenizedExample | null> {
     if (this.dataset.format === 'txt') return this.windowAt(i);
     const record = await this.dataset.recordAt(i);
-    let encoded;
-    try {
-      encoded = encodeExample(this.tokenizer, record.example, this.options.lossOn);
-    } catch (e) {
-      if (e instanceof RecordProblem)
-        throw new DataError(`${this.dataset.file}:${record.line}: ${e.message}`, this.dataset.file, [
-          { file: this.dataset.file, line: record.line, message: e.message },
-        ]);
-      throw e;
-    }
+    const encoded = this.encode(record);
     const fullLength = encoded.inputIds.length;
     if (fullLength > this.options.maxSeqLen && this.options.truncation === 'drop') return null;
     const n = Math.min(fullLength, this.options.maxSeqLen);
@@ -242,6 +224,19 @@ export class TrainingData {
       index: k, line, inputIds: Int32Array.from(ids), labels, fullLength: ids.length, truncated: false,
       trainedTokens: countTrained(labels), example: null,
     };
+  }
+
+  /** A record's token ids and labels; a record the template cannot render is refused with its line. */
+  private encode(record: DatasetRecord): EncodedExample {
+    try {
+      return encodeExample(this.tokenizer, record.example, this.options.lossOn);
+    } catch (e) {
+      if (e instanceof RecordProblem)
+        throw new DataError(`${this.dataset.file}:${record.line}: ${e.message}`, this.dataset.file, [
+          { file: this.dataset.file, line: record.line, message: e.message },
+        ]);
+      throw e;
+    }
   }
 
   private finish(index: number, line: number, ids: number[], labels: number[], fullLength: number, example: Example | null): TokenizedExample {
